@@ -1,0 +1,132 @@
+package mqttws
+
+import (
+	"io"
+	"sync"
+)
+
+// idleReadSize is the size of the small buffer a stream reads into when it
+// holds no pooled buffer: big enough for a frame header and a typical small
+// MQTT packet, small enough that idle connections cost next to nothing.
+const idleReadSize = 128
+
+// minReadBufferSize is the least pooled buffer size: a whole control frame
+// (14-byte header and 125-byte payload) must fit in it.
+const minReadBufferSize = 256
+
+// bufferPool hands out read buffers of one size.
+type bufferPool struct {
+	size int
+	pool sync.Pool
+}
+
+func (p *bufferPool) get() *[]byte {
+	if b, ok := p.pool.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, p.size)
+	return &b
+}
+
+func (p *bufferPool) put(b *[]byte) { p.pool.Put(b) }
+
+// readBuffer buffers what the client sends for frame headers and small
+// payloads. It holds a pooled buffer only while unread bytes are in it, so an
+// idle connection holds none: when the buffer runs dry, the next read goes to
+// a small inline array, and moves to a pooled buffer only when more data
+// follows. Payload reads that find the buffer empty go straight into the
+// caller's slice.
+type readBuffer struct {
+	src    io.Reader
+	pool   *bufferPool
+	pooled *[]byte // nil unless buf is a pooled buffer
+	buf    []byte  // small[:] or *pooled
+	r, w   int     // unread bytes are buf[r:w]
+	small  [idleReadSize]byte
+}
+
+func (b *readBuffer) init(src io.Reader, pool *bufferPool) {
+	b.src = src
+	b.pool = pool
+	b.buf = b.small[:]
+}
+
+// buffered returns the count of unread bytes held.
+func (b *readBuffer) buffered() int { return b.w - b.r }
+
+// peek returns the next n bytes without consuming them, reading as needed.
+// n must not exceed minReadBufferSize. A read error leaves the buffer as it
+// was, so peek can be called again after a timeout.
+func (b *readBuffer) peek(n int) ([]byte, error) {
+	for b.w-b.r < n {
+		err := b.fill(n)
+		if err == io.EOF && b.w > b.r {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return b.buf[b.r : b.r+n], nil
+}
+
+// discard consumes n bytes returned by peek.
+func (b *readBuffer) discard(n int) {
+	b.r += n
+	if b.r == b.w {
+		b.release()
+	}
+}
+
+// read copies buffered bytes into p, or, with nothing buffered, reads from
+// the source straight into p.
+func (b *readBuffer) read(p []byte) (int, error) {
+	if b.r < b.w {
+		n := copy(p, b.buf[b.r:b.w])
+		b.discard(n)
+		return n, nil
+	}
+	return b.src.Read(p)
+}
+
+// fill reads once from the source, making room for need contiguous bytes.
+func (b *readBuffer) fill(need int) error {
+	if b.r == b.w {
+		b.release()
+	}
+	if len(b.buf)-b.r < need || b.w == len(b.buf) {
+		b.grow()
+	}
+	n, err := b.src.Read(b.buf[b.w:])
+	b.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		return io.ErrNoProgress
+	}
+	return err
+}
+
+// grow moves the unread bytes to the start of a pooled buffer.
+func (b *readBuffer) grow() {
+	if b.pooled == nil {
+		b.pooled = b.pool.get()
+		n := copy(*b.pooled, b.buf[b.r:b.w])
+		b.buf = *b.pooled
+		b.r, b.w = 0, n
+		return
+	}
+	n := copy(b.buf, b.buf[b.r:b.w])
+	b.r, b.w = 0, n
+}
+
+// release returns an empty pooled buffer and goes back to the inline one.
+func (b *readBuffer) release() {
+	b.r, b.w = 0, 0
+	if b.pooled != nil {
+		b.pool.put(b.pooled)
+		b.pooled = nil
+		b.buf = b.small[:]
+	}
+}

@@ -1,0 +1,165 @@
+package mqttws
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/gobwas/ws"
+)
+
+// frameReader reads the frames a client sends (RFC 6455 section 5) and
+// yields the payload of binary frames as one byte stream. Data frames are
+// never buffered whole: the payload goes into the caller's slice as it
+// arrives and is unmasked there, so no allocation depends on a length the
+// peer declares.
+type frameReader struct {
+	buf          readBuffer
+	maxFrameSize int64 // 0: no limit
+
+	fragmented bool    // inside a message whose last frame has not come yet
+	remaining  int64   // payload bytes of the current data frame still to read
+	offset     int     // payload bytes of the current data frame already unmasked
+	mask       [4]byte // the current data frame's mask
+
+	headerReader bytes.Reader
+	header       [ws.MaxHeaderSize]byte
+	control      [ws.MaxControlFramePayloadSize]byte
+}
+
+func (fr *frameReader) init(src io.Reader, pool *bufferPool, maxFrameSize int64) {
+	fr.buf.init(src, pool)
+	fr.maxFrameSize = maxFrameSize
+}
+
+// next reads the next frame header and checks it. For a control frame it
+// also reads the payload, unmasked, valid until the next call. For a data
+// frame, readPayload then reads the payload. A frame is consumed only once
+// it has been read whole up to its payload, so a read deadline that expires
+// half-way leaves the reader ready to try again.
+//
+// Errors are those of the source, or a *CloseError for a protocol violation.
+func (fr *frameReader) next() (ws.Header, []byte, error) {
+	b, err := fr.buf.peek(ws.MinHeaderSize)
+	if err != nil {
+		return ws.Header{}, nil, err
+	}
+	size := headerSize(b)
+	if ws.OpCode(b[0]&0x0f).IsControl() && b[1]&0x7f <= ws.MaxControlFramePayloadSize {
+		size += int(b[1] & 0x7f)
+	}
+	b, err = fr.buf.peek(size)
+	if err != nil {
+		return ws.Header{}, nil, err
+	}
+	fr.headerReader.Reset(b)
+	h, err := ws.ReadHeaderBuffer(&fr.headerReader, fr.header[:])
+	if errors.Is(err, ws.ErrHeaderLengthMSB) {
+		return h, nil, &CloseError{Code: CloseProtocolError, Reason: "64-bit payload length with the most significant bit set"}
+	}
+	if err != nil {
+		return h, nil, fmt.Errorf("mqttws: frame header: %w", err)
+	}
+	state := ws.StateServerSide
+	if fr.fragmented {
+		state = state.Set(ws.StateFragmented)
+	}
+	if err := ws.CheckHeader(h, state); err != nil {
+		return h, nil, &CloseError{Code: CloseProtocolError, Reason: err.Error()}
+	}
+
+	if h.OpCode.IsControl() {
+		payload := fr.control[:h.Length]
+		copy(payload, b[size-int(h.Length):])
+		ws.Cipher(payload, h.Mask, 0)
+		fr.buf.discard(size)
+		return h, payload, nil
+	}
+	if h.OpCode == ws.OpText {
+		return h, nil, &CloseError{Code: CloseUnsupportedData, Reason: "text frames are not allowed (MQTT-6.0.0-1)"}
+	}
+	if fr.maxFrameSize > 0 && h.Length > fr.maxFrameSize {
+		return h, nil, &CloseError{
+			Code:   CloseMessageTooBig,
+			Reason: fmt.Sprintf("frame of %d bytes is over the limit of %d", h.Length, fr.maxFrameSize),
+		}
+	}
+	fr.buf.discard(size)
+	fr.fragmented = !h.Fin
+	fr.remaining = h.Length
+	fr.offset = 0
+	fr.mask = h.Mask
+	return h, nil, nil
+}
+
+// headerSize returns the size of the frame header whose first two bytes are b.
+func headerSize(b []byte) int {
+	size := ws.MinHeaderSize
+	if b[1]&0x80 != 0 {
+		size += 4
+	}
+	switch b[1] & 0x7f {
+	case 126:
+		size += 2
+	case 127:
+		size += 8
+	}
+	return size
+}
+
+// readPayload reads payload bytes of the current data frame into p and
+// unmasks them in place.
+func (fr *frameReader) readPayload(p []byte) (int, error) {
+	if int64(len(p)) > fr.remaining {
+		p = p[:fr.remaining]
+	}
+	n, err := fr.buf.read(p)
+	ws.Cipher(p[:n], fr.mask, fr.offset)
+	fr.offset += n
+	fr.remaining -= int64(n)
+	if err == io.EOF && fr.remaining > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// frameWriter writes server frames: unmasked, final, with the header and the
+// payload handed to the kernel in one writev (net.Buffers) and the payload
+// never copied.
+type frameWriter struct {
+	dst    io.Writer
+	header [ws.MaxHeaderSize]byte
+	sink   headerSink
+	vec    [2][]byte
+	bufs   net.Buffers
+}
+
+// headerSink captures the bytes ws.WriteHeaderBuffer encodes, so that they
+// can go out in the same writev as the payload.
+type headerSink struct{ b []byte }
+
+func (s *headerSink) Write(p []byte) (int, error) {
+	s.b = p
+	return len(p), nil
+}
+
+// writeFrame writes one final frame. On error the connection is in an
+// unknown state (part of a frame may have gone out) and must be closed.
+func (fw *frameWriter) writeFrame(op ws.OpCode, payload []byte) error {
+	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(payload))}
+	if err := ws.WriteHeaderBuffer(&fw.sink, h, fw.header[:]); err != nil {
+		return err
+	}
+	fw.vec[0] = fw.sink.b
+	fw.vec[1] = payload
+	fw.bufs = fw.vec[:]
+	if len(payload) == 0 {
+		fw.bufs = fw.vec[:1]
+	}
+	_, err := fw.bufs.WriteTo(fw.dst)
+	fw.vec = [2][]byte{} // keep no reference to the caller's payload
+	fw.bufs = nil
+	return err
+}

@@ -1,0 +1,121 @@
+package mqttws
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// DefaultSubprotocols is the subprotocol preference a Handler uses when its
+// Subprotocols field is nil: "mqtt" (MQTT 3.1.1 and 5.0, MQTT-6.0.0-4), then
+// "mqttv3.1" (MQTT 3.1).
+func DefaultSubprotocols() []string { return []string{"mqtt", "mqttv3.1"} }
+
+// handshakeError is a refused handshake, answered with a plain-text HTTP
+// error before the connection is hijacked.
+type handshakeError struct {
+	status int
+	header http.Header // extra response header fields
+	reason string
+}
+
+func (e *handshakeError) Error() string { return e.reason }
+
+func refuse(status int, format string, args ...any) *handshakeError {
+	return &handshakeError{status: status, reason: "mqttws: " + fmt.Sprintf(format, args...)}
+}
+
+// checkHandshake validates an upgrade request (RFC 6455 section 4.2.1) and
+// picks the subprotocol, so that every refusal is an ordinary HTTP answer:
+// gobwas/ws hijacks before it validates.
+func checkHandshake(r *http.Request, prefs []string, allowNone bool) (string, *handshakeError) {
+	if !headerHasToken(r.Header, "Upgrade", "websocket") {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			e := refuse(http.StatusMethodNotAllowed, "method %s not allowed: this endpoint takes WebSocket upgrades (GET)", r.Method)
+			e.header = http.Header{"Allow": {"GET"}}
+			return "", e
+		}
+		e := refuse(http.StatusUpgradeRequired, "this endpoint speaks MQTT over WebSocket: connect with a WebSocket client offering subprotocol %q", strings.Join(prefs, `" or "`))
+		e.header = http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}}
+		return "", e
+	}
+	if r.ProtoMajor != 1 || r.ProtoMinor < 1 {
+		return "", refuse(http.StatusHTTPVersionNotSupported, "WebSocket upgrade needs HTTP/1.1, the request came over %s", r.Proto)
+	}
+	if r.Method != http.MethodGet {
+		e := refuse(http.StatusMethodNotAllowed, "WebSocket upgrade needs method GET, not %s", r.Method)
+		e.header = http.Header{"Allow": {"GET"}}
+		return "", e
+	}
+	if !headerHasToken(r.Header, "Connection", "upgrade") {
+		return "", refuse(http.StatusBadRequest, `bad handshake: "Connection" header must contain "Upgrade"`)
+	}
+	switch v := r.Header.Values("Sec-WebSocket-Version"); {
+	case len(v) == 0:
+		e := refuse(http.StatusBadRequest, `bad handshake: missing "Sec-WebSocket-Version" header`)
+		e.header = http.Header{"Sec-WebSocket-Version": {"13"}}
+		return "", e
+	case len(v) > 1 || v[0] != "13":
+		e := refuse(http.StatusUpgradeRequired, `unsupported WebSocket version %q: this server speaks version 13`, strings.Join(v, ", "))
+		e.header = http.Header{"Sec-WebSocket-Version": {"13"}}
+		return "", e
+	}
+	if !validKey(r.Header.Values("Sec-WebSocket-Key")) {
+		return "", refuse(http.StatusBadRequest, `bad handshake: "Sec-WebSocket-Key" must be one base64-encoded 16-byte value`)
+	}
+	return selectSubprotocol(offeredSubprotocols(r.Header), prefs, allowNone)
+}
+
+// selectSubprotocol picks the first protocol of prefs the client offered.
+func selectSubprotocol(offered, prefs []string, allowNone bool) (string, *handshakeError) {
+	for _, p := range prefs {
+		for _, o := range offered {
+			if o == p {
+				return p, nil
+			}
+		}
+	}
+	if len(offered) == 0 {
+		if allowNone {
+			return "", nil
+		}
+		return "", refuse(http.StatusBadRequest, "no WebSocket subprotocol offered: offer %q", strings.Join(prefs, `" or "`))
+	}
+	return "", refuse(http.StatusBadRequest, "none of the offered subprotocols %q is served here: offer %q", offered, strings.Join(prefs, `" or "`))
+}
+
+// offeredSubprotocols lists the tokens of every Sec-WebSocket-Protocol field.
+func offeredSubprotocols(h http.Header) []string {
+	var offered []string
+	for _, v := range h.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				offered = append(offered, p)
+			}
+		}
+	}
+	return offered
+}
+
+func validKey(values []string) bool {
+	if len(values) != 1 || len(values[0]) != 24 {
+		return false
+	}
+	var nonce [18]byte
+	n, err := base64.StdEncoding.Decode(nonce[:], []byte(values[0]))
+	return err == nil && n == 16
+}
+
+// headerHasToken reports whether a comma-separated header field holds token,
+// compared case-insensitively.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}

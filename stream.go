@@ -1,0 +1,326 @@
+package mqttws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// ErrStreamClosed is returned by Stream.Write once the stream is closed or a
+// close frame has been sent.
+var ErrStreamClosed = errors.New("mqttws: stream closed")
+
+// Stream is the MQTT byte stream of one WebSocket connection, as a net.Conn.
+//
+// Read returns the payload of the client's binary frames as one stream of
+// bytes, whatever their boundaries; it answers pings and close frames by
+// itself. Write sends binary frames. One goroutine may Read while others
+// Write; control frames the reader sends never interleave with data frames.
+type Stream struct {
+	conn         net.Conn
+	remoteAddr   net.Addr
+	subprotocol  string
+	closeTimeout time.Duration
+	cancel       context.CancelFunc // ends the backend's context
+	start        time.Time
+
+	readMu  sync.Mutex
+	fr      frameReader
+	readErr error // set once reading is over for good
+
+	writeMu        sync.Mutex
+	fw             frameWriter
+	writeErr       error // set once a write failed
+	closeSent      bool  // no data may follow a close frame
+	writeFrameSize int
+	closeBody      [ws.MaxControlFramePayloadSize]byte
+
+	pingInterval time.Duration
+	pingTimer    *time.Timer
+	wrote        atomic.Bool // a frame went out since the last ping check
+
+	closing   atomic.Bool // Close has begun
+	closeOnce sync.Once
+	done      chan struct{} // closed with the TCP connection
+
+	bytesIn, bytesOut  atomic.Int64
+	codeSent, codeRcvd atomic.Uint32
+}
+
+// streamConfig holds what a Stream takes from its Handler.
+type streamConfig struct {
+	pool           *bufferPool
+	subprotocol    string
+	maxFrameSize   int64
+	writeFrameSize int
+	pingInterval   time.Duration
+	closeTimeout   time.Duration
+	cancel         context.CancelFunc
+}
+
+// newStream serves conn, reading the client's bytes from src (conn itself, or
+// a reader that first returns bytes buffered before the hijack).
+func newStream(conn net.Conn, src io.Reader, cfg streamConfig) *Stream {
+	s := &Stream{
+		conn:           conn,
+		remoteAddr:     conn.RemoteAddr(),
+		subprotocol:    cfg.subprotocol,
+		closeTimeout:   cfg.closeTimeout,
+		cancel:         cfg.cancel,
+		start:          time.Now(),
+		writeFrameSize: cfg.writeFrameSize,
+		pingInterval:   cfg.pingInterval,
+		done:           make(chan struct{}),
+	}
+	s.fr.init(src, cfg.pool, cfg.maxFrameSize)
+	s.fw.dst = conn
+	if s.pingInterval > 0 {
+		s.pingTimer = time.AfterFunc(s.pingInterval, s.ping)
+	}
+	return s
+}
+
+// Subprotocol returns the negotiated WebSocket subprotocol: "mqtt",
+// "mqttv3.1", or "" when the client offered none and the handler allowed it.
+func (s *Stream) Subprotocol() string { return s.subprotocol }
+
+// Read reads MQTT bytes from the payload of the client's binary frames.
+//
+// It returns io.EOF after the client's close frame (or the end of the TCP
+// connection between frames), io.ErrUnexpectedEOF when the connection ends
+// inside a frame, a *CloseError when the client broke the protocol (the
+// stream then closes with the matching code), and the error of an expired
+// read deadline, after which Read may be called again.
+func (s *Stream) Read(p []byte) (int, error) {
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	return s.readLocked(p)
+}
+
+func (s *Stream) readLocked(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, s.readErr
+	}
+	for s.readErr == nil {
+		if s.fr.remaining > 0 {
+			n, err := s.fr.readPayload(p)
+			if n > 0 {
+				s.bytesIn.Add(int64(n))
+				return n, nil
+			}
+			return 0, s.readFailed(err)
+		}
+		h, payload, err := s.fr.next()
+		if err != nil {
+			return 0, s.readFailed(err)
+		}
+		switch h.OpCode {
+		case ws.OpPing:
+			s.writeControl(ws.OpPong, payload)
+		case ws.OpClose:
+			return 0, s.closeReceived(payload)
+		}
+		// Pongs are ignored; data frames, empty ones included, loop to
+		// their payload.
+	}
+	return 0, s.readErr
+}
+
+// readFailed decides what a read error means for the stream and returns
+// the error Read reports.
+func (s *Stream) readFailed(err error) error {
+	var ce *CloseError
+	switch {
+	case isTimeout(err) && !s.closing.Load():
+		return err
+	case errors.As(err, &ce):
+		s.sendClose(ce.Code, ce.Reason)
+		s.readErr = ce
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		s.readErr = err
+	case errors.Is(err, net.ErrClosed):
+		s.readErr = ErrStreamClosed
+	default:
+		s.readErr = fmt.Errorf("mqttws: read: %w", err)
+	}
+	s.closeConn()
+	return s.readErr
+}
+
+// closeReceived handles the client's close frame: a valid one is echoed
+// (unless it answers ours) and ends the stream with io.EOF.
+func (s *Stream) closeReceived(body []byte) error {
+	code, _, cerr := parseCloseBody(body)
+	if cerr != nil {
+		return s.readFailed(cerr)
+	}
+	s.codeRcvd.Store(uint32(code))
+	s.sendClose(code, "")
+	s.readErr = io.EOF
+	s.closeConn()
+	return io.EOF
+}
+
+// Write sends p as one binary frame, or as several of at most the handler's
+// WriteFrameSize. An error from the connection (an expired write deadline
+// included) leaves a frame half-sent, so it closes the stream.
+func (s *Stream) Write(p []byte) (int, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if s.writeErr != nil {
+		return 0, s.writeErr
+	}
+	if s.closeSent {
+		return 0, ErrStreamClosed
+	}
+	written := 0
+	for len(p) > 0 {
+		chunk := p
+		if s.writeFrameSize > 0 && len(chunk) > s.writeFrameSize {
+			chunk = chunk[:s.writeFrameSize]
+		}
+		if err := s.writeFrameLocked(ws.OpBinary, chunk); err != nil {
+			return written, err
+		}
+		written += len(chunk)
+		p = p[len(chunk):]
+	}
+	s.bytesOut.Add(int64(written))
+	return written, nil
+}
+
+// writeFrameLocked writes one frame with writeMu held.
+func (s *Stream) writeFrameLocked(op ws.OpCode, payload []byte) error {
+	err := s.fw.writeFrame(op, payload)
+	if err != nil {
+		if errors.Is(err, net.ErrClosed) {
+			s.writeErr = ErrStreamClosed
+		} else {
+			s.writeErr = fmt.Errorf("mqttws: write: %w", err)
+		}
+		s.closeConn()
+		return s.writeErr
+	}
+	s.wrote.Store(true)
+	return nil
+}
+
+// writeControl sends a control frame unless the stream can no longer send.
+func (s *Stream) writeControl(op ws.OpCode, payload []byte) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if s.writeErr == nil && !s.closeSent {
+		_ = s.writeFrameLocked(op, payload)
+	}
+}
+
+// sendClose sends a close frame once. It bounds the time a stuck writer may
+// hold the stream with a write deadline.
+func (s *Stream) sendClose(code CloseCode, reason string) {
+	_ = s.conn.SetWriteDeadline(time.Now().Add(s.closeTimeout))
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if s.writeErr != nil || s.closeSent {
+		return
+	}
+	s.closeSent = true
+	body := s.closeBody[:0]
+	if code != 0 {
+		reason = truncateReason(reason)
+		body = s.closeBody[:2+len(reason)]
+		ws.PutCloseFrameBody(body, ws.StatusCode(code), reason)
+		s.codeSent.Store(uint32(code))
+	}
+	_ = s.writeFrameLocked(ws.OpClose, body)
+}
+
+// Close closes the stream with CloseNormal (1000). See CloseWith.
+func (s *Stream) Close() error { return s.CloseWith(CloseNormal, "") }
+
+// CloseWith sends a close frame with code and reason (cut to fit 123 bytes),
+// waits up to the handler's CloseTimeout for the client's reply, and closes
+// the TCP connection. Closing an already closed stream does nothing.
+func (s *Stream) CloseWith(code CloseCode, reason string) error {
+	if !s.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.sendClose(code, reason)
+
+	// Wait for the client's close frame, reading it here unless a Read under
+	// way gets it first; data that comes before it is dropped.
+	_ = s.conn.SetReadDeadline(time.Now().Add(s.closeTimeout))
+	s.readMu.Lock()
+	var discard [512]byte
+	for s.readErr == nil {
+		_, _ = s.readLocked(discard[:])
+	}
+	s.readMu.Unlock()
+	s.closeConn()
+	return nil
+}
+
+// closeConn closes the TCP connection once and ends the backend's context.
+func (s *Stream) closeConn() {
+	s.closeOnce.Do(func() {
+		if s.pingTimer != nil {
+			s.pingTimer.Stop()
+		}
+		_ = s.conn.Close()
+		close(s.done)
+		if s.cancel != nil {
+			s.cancel()
+		}
+	})
+}
+
+// ping sends a WebSocket ping when nothing went out for a whole interval, so
+// that proxies and NATs keep an idle connection open.
+func (s *Stream) ping() {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	if !s.wrote.Swap(false) && s.writeMu.TryLock() {
+		if s.writeErr == nil && !s.closeSent {
+			_ = s.writeFrameLocked(ws.OpPing, nil)
+			s.wrote.Store(false) // a ping is not traffic
+		}
+		s.writeMu.Unlock()
+	}
+	s.pingTimer.Reset(s.pingInterval)
+}
+
+// LocalAddr returns the server's address of the connection.
+func (s *Stream) LocalAddr() net.Addr { return s.conn.LocalAddr() }
+
+// RemoteAddr returns the client's address.
+func (s *Stream) RemoteAddr() net.Addr { return s.remoteAddr }
+
+// SetDeadline sets the read and write deadlines of the connection.
+func (s *Stream) SetDeadline(t time.Time) error { return s.conn.SetDeadline(t) }
+
+// SetReadDeadline sets the deadline for Read. An expired deadline fails the
+// Read under way and leaves the stream usable once the deadline is moved.
+func (s *Stream) SetReadDeadline(t time.Time) error { return s.conn.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the deadline for Write. A write that expires closes
+// the stream: part of a frame may already be out.
+func (s *Stream) SetWriteDeadline(t time.Time) error { return s.conn.SetWriteDeadline(t) }
+
+// isTimeout reports whether err is an expired deadline.
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
