@@ -1,0 +1,159 @@
+package mqttws
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(tb testing.TB) (server, client net.Conn) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	server = <-accepted
+	if server == nil {
+		tb.Fatal("accept failed")
+	}
+	tb.Cleanup(func() {
+		_ = client.Close()
+		_ = server.Close()
+	})
+	return server, client
+}
+
+// testStream serves the server end of a TCP pair with default settings.
+func testStream(tb testing.TB) (*Stream, net.Conn) {
+	server, client := tcpPair(tb)
+	_, cancel := context.WithCancel(context.Background())
+	s := newStream(server, server, streamConfig{
+		pool:         &bufferPool{size: DefaultReadBufferSize},
+		subprotocol:  "mqtt",
+		closeTimeout: time.Second,
+		cancel:       cancel,
+	})
+	tb.Cleanup(s.closeConn)
+	return s, client
+}
+
+// maskedFrame encodes a client binary frame.
+func maskedFrame(payload []byte) []byte {
+	h := ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(len(payload)), Masked: true, Mask: [4]byte{1, 2, 3, 4}}
+	p := bytes.Clone(payload)
+	ws.Cipher(p, h.Mask, 0)
+	var b bytes.Buffer
+	_ = ws.WriteHeader(&b, h)
+	b.Write(p)
+	return b.Bytes()
+}
+
+// sendFrames writes frame count times from another goroutine.
+func sendFrames(tb testing.TB, c net.Conn, frame []byte, count int) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range count {
+			if _, err := c.Write(frame); err != nil {
+				return
+			}
+		}
+	}()
+	tb.Cleanup(func() {
+		_ = c.Close()
+		<-done
+	})
+}
+
+// TestSteadyStateReadAndWriteAllocateNothing proves the zero-allocation
+// claim of the frame layer on a real TCP connection.
+func TestSteadyStateReadAndWriteAllocateNothing(t *testing.T) {
+	for _, size := range []int{16, 1024, 64 << 10} {
+		t.Run(fmt.Sprintf("Read%d", size), func(t *testing.T) {
+			s, client := testStream(t)
+			const runs = 200
+			sendFrames(t, client, maskedFrame(make([]byte, size)), runs+1)
+			buf := make([]byte, size)
+			allocs := testing.AllocsPerRun(runs, func() {
+				if _, err := io.ReadFull(s, buf); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if allocs != 0 {
+				t.Fatalf("%v allocations per %d-byte frame read, want 0", allocs, size)
+			}
+		})
+		t.Run(fmt.Sprintf("Write%d", size), func(t *testing.T) {
+			s, client := testStream(t)
+			go func() { _, _ = io.Copy(io.Discard, client) }()
+			payload := make([]byte, size)
+			allocs := testing.AllocsPerRun(200, func() {
+				if _, err := s.Write(payload); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if allocs != 0 {
+				t.Fatalf("%v allocations per %d-byte frame write, want 0", allocs, size)
+			}
+		})
+	}
+}
+
+var benchSizes = []int{16, 128, 1024, 16 << 10, 64 << 10, 1 << 20}
+
+// BenchmarkStreamRead measures reading and unmasking client frames over
+// loopback TCP, one frame per operation.
+func BenchmarkStreamRead(b *testing.B) {
+	for _, size := range benchSizes {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			s, client := testStream(b)
+			sendFrames(b, client, maskedFrame(make([]byte, size)), b.N)
+			buf := make([]byte, size)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := io.ReadFull(s, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkStreamWrite measures writing server frames over loopback TCP, one
+// frame per operation.
+func BenchmarkStreamWrite(b *testing.B) {
+	for _, size := range benchSizes {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			s, client := testStream(b)
+			go func() { _, _ = io.Copy(io.Discard, client) }()
+			payload := make([]byte, size)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := s.Write(payload); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,134 @@
+package mqttws
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// fuzzConn is a net.Conn whose peer is a fixed byte string; what the server
+// writes is kept for checking.
+type fuzzConn struct {
+	in  *bytes.Reader
+	out bytes.Buffer
+}
+
+func (c *fuzzConn) Read(p []byte) (int, error)       { return c.in.Read(p) }
+func (c *fuzzConn) Write(p []byte) (int, error)      { return c.out.Write(p) }
+func (c *fuzzConn) Close() error                     { return nil }
+func (c *fuzzConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *fuzzConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (c *fuzzConn) SetDeadline(time.Time) error      { return nil }
+func (c *fuzzConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *fuzzConn) SetWriteDeadline(time.Time) error { return nil }
+
+// FuzzFrameReader feeds arbitrary client bytes to a stream, read with
+// varying buffer sizes. It must never panic or hang, never return more bytes
+// than were sent, end protocol violations with a close code RFC 6455 allows,
+// and only ever write valid server frames.
+func FuzzFrameReader(f *testing.F) {
+	f.Add([]byte{0x82, 0x85, 1, 2, 3, 4, 'h' ^ 1, 'e' ^ 2, 'l' ^ 3, 'l' ^ 4, 'o' ^ 1}, uint16(3), int64(0))
+	f.Fuzz(func(t *testing.T, data []byte, readSize uint16, maxFrame int64) {
+		conn := &fuzzConn{in: bytes.NewReader(data)}
+		s := newStream(conn, conn, streamConfig{
+			pool:         &bufferPool{size: minReadBufferSize},
+			maxFrameSize: max(maxFrame, 0),
+			closeTimeout: time.Second,
+		})
+		buf := make([]byte, 1+int(readSize)%4096)
+		total := 0
+		var err error
+		for err == nil {
+			var n int
+			n, err = s.Read(buf)
+			total += n
+			if total > len(data) {
+				t.Fatalf("read %d bytes out of %d sent", total, len(data))
+			}
+		}
+		var ce *CloseError
+		if errors.As(err, &ce) && !slices.Contains([]CloseCode{1002, 1003, 1007, 1009}, ce.Code) {
+			t.Fatalf("violation closed with %d", ce.Code)
+		}
+		checkServerFrames(t, conn.out.Bytes(), ce)
+	})
+}
+
+// checkServerFrames checks that out holds valid unmasked server frames, the
+// last being the close frame for ce, when there is one.
+func checkServerFrames(t *testing.T, out []byte, ce *CloseError) {
+	r := bytes.NewReader(out)
+	var last ws.Header
+	var lastPayload []byte
+	for r.Len() > 0 {
+		h, err := ws.ReadHeader(r)
+		if err != nil {
+			t.Fatalf("server wrote a bad header: %v", err)
+		}
+		if err := ws.CheckHeader(h, ws.StateClientSide); err != nil {
+			t.Fatalf("server wrote an invalid frame %+v: %v", h, err)
+		}
+		if h.Length > int64(r.Len()) {
+			t.Fatalf("server frame of %d bytes with %d left", h.Length, r.Len())
+		}
+		lastPayload = make([]byte, h.Length)
+		_, _ = io.ReadFull(r, lastPayload)
+		last = h
+	}
+	if ce == nil {
+		return
+	}
+	if last.OpCode != ws.OpClose {
+		t.Fatalf("stream ended with %v but wrote no close frame", ce)
+	}
+	if code, _ := ws.ParseCloseFrameData(lastPayload); CloseCode(code) != ce.Code {
+		t.Fatalf("close frame carries %d, error says %d", code, ce.Code)
+	}
+}
+
+// FuzzHandshake checks the request validation and subprotocol choice: no
+// panic, a refusal is an HTTP error status with a reason, and an accepted
+// subprotocol is always one the client offered and the server serves.
+func FuzzHandshake(f *testing.F) {
+	f.Add("GET", "websocket", "Upgrade", "dGhlIHNhbXBsZSBub25jZQ==", "13", "mqtt", false)
+	f.Fuzz(func(t *testing.T, method, upgrade, connection, key, version, protocols string, allowNone bool) {
+		r := httptest.NewRequest(http.MethodGet, "/mqtt", nil)
+		r.Method = method
+		r.Header = http.Header{
+			"Upgrade":                {upgrade},
+			"Connection":             {connection},
+			"Sec-Websocket-Key":      {key},
+			"Sec-Websocket-Version":  {version},
+			"Sec-Websocket-Protocol": {protocols},
+		}
+		prefs := DefaultSubprotocols()
+		proto, refusal := checkHandshake(r, prefs, allowNone)
+		if refusal != nil {
+			if refusal.status < 400 || refusal.status > 599 || refusal.reason == "" {
+				t.Fatalf("refusal %d %q", refusal.status, refusal.reason)
+			}
+		} else {
+			offered := offeredSubprotocols(r.Header)
+			switch {
+			case proto == "" && (!allowNone || len(offered) > 0):
+				t.Fatalf("accepted without a subprotocol, offered %q", offered)
+			case proto != "" && (!slices.Contains(offered, proto) || !slices.Contains(prefs, proto)):
+				t.Fatalf("chose %q, offered %q", proto, offered)
+			}
+		}
+		// The whole handler answers without hijacking what it refuses.
+		w := httptest.NewRecorder()
+		(&Handler{Backend: BackendFunc(nil), AllowNoSubprotocol: allowNone}).ServeHTTP(w, r)
+		if w.Code < 400 {
+			t.Fatalf("a recorder (which cannot hijack) got %d", w.Code)
+		}
+	})
+}
