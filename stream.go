@@ -44,7 +44,7 @@ type Stream struct {
 	closeBody      [ws.MaxControlFramePayloadSize]byte
 
 	pingInterval time.Duration
-	pingTimer    *time.Timer
+	pingTimer    atomic.Pointer[time.Timer]
 	wrote        atomic.Bool // a frame went out since the last ping check
 
 	closing   atomic.Bool // Close has begun
@@ -83,7 +83,7 @@ func newStream(conn net.Conn, src io.Reader, cfg streamConfig) *Stream {
 	s.fr.init(src, cfg.pool, cfg.maxFrameSize)
 	s.fw.dst = conn
 	if s.pingInterval > 0 {
-		s.pingTimer = time.AfterFunc(s.pingInterval, s.ping)
+		s.pingTimer.Store(time.AfterFunc(s.pingInterval, s.ping))
 	}
 	return s
 }
@@ -270,8 +270,8 @@ func (s *Stream) CloseWith(code CloseCode, reason string) error {
 // closeConn closes the TCP connection once and ends the backend's context.
 func (s *Stream) closeConn() {
 	s.closeOnce.Do(func() {
-		if s.pingTimer != nil {
-			s.pingTimer.Stop()
+		if t := s.pingTimer.Load(); t != nil {
+			t.Stop()
 		}
 		_ = s.conn.Close()
 		close(s.done)
@@ -296,7 +296,9 @@ func (s *Stream) ping() {
 		}
 		s.writeMu.Unlock()
 	}
-	s.pingTimer.Reset(s.pingInterval)
+	if t := s.pingTimer.Load(); t != nil {
+		t.Reset(s.pingInterval)
+	}
 }
 
 // LocalAddr returns the server's address of the connection.

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs the whole mqttws test suite on a fresh Debian machine, installing the
+# peers the tests need when they are missing. A missing peer fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+# Peers from Debian's packages.
+need=()
+[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || need+=(mosquitto)
+if [ ${#need[@]} -gt 0 ]; then
+	step "installing ${need[*]}"
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+step "gofmt"
+unformatted=$(gofmt -l .)
+if [ -n "$unformatted" ]; then
+	echo "not gofmt-ed:"; echo "$unformatted"; exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "staticcheck"
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+step "the root package imports gobwas/ws and the standard library only"
+deps=$(go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' . | grep -v -e '^github.com/mqttws/mqttws$' -e '^github.com/gobwas/' || true)
+if [ -n "$deps" ]; then
+	echo "unexpected dependencies of package mqttws:"; echo "$deps"; exit 1
+fi
+
+step "go test -race"
+go test -race -count=1 -timeout 15m ./...
+
+step "fuzz (short runs; the seed corpus in testdata/ also runs above)"
+go test -run '^$' -fuzz '^FuzzFrameReader$' -fuzztime 20s .
+go test -run '^$' -fuzz '^FuzzHandshake$' -fuzztime 10s .
