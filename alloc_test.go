@@ -44,11 +44,16 @@ func tcpPair(tb testing.TB) (server, client net.Conn) {
 func testStream(tb testing.TB) (*Stream, net.Conn) {
 	server, client := tcpPair(tb)
 	_, cancel := context.WithCancel(context.Background())
+	// The settings a zero Handler gives.
 	s := newStream(server, server, streamConfig{
-		pool:         &bufferPool{size: DefaultReadBufferSize},
-		subprotocol:  "mqtt",
-		closeTimeout: time.Second,
-		cancel:       cancel,
+		pool:             &bufferPool{size: DefaultReadBufferSize},
+		subprotocol:      "mqtt",
+		pingInterval:     DefaultPingInterval,
+		pongTimeout:      DefaultPongTimeout,
+		writeTimeout:     DefaultWriteTimeout,
+		firstDataTimeout: DefaultFirstDataTimeout,
+		closeTimeout:     time.Second,
+		cancel:           cancel,
 	})
 	tb.Cleanup(s.closeConn)
 	return s, client

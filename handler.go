@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -17,10 +18,16 @@ import (
 
 // Defaults of the Handler fields whose zero value means "the default".
 const (
-	DefaultReadBufferSize = 4096
-	DefaultPingInterval   = 30 * time.Second
-	DefaultCloseTimeout   = 5 * time.Second
+	DefaultReadBufferSize   = 4096
+	DefaultPingInterval     = 30 * time.Second
+	DefaultPongTimeout      = 30 * time.Second
+	DefaultWriteTimeout     = 30 * time.Second
+	DefaultFirstDataTimeout = 10 * time.Second
+	DefaultCloseTimeout     = 5 * time.Second
 )
+
+// retryAfterSeconds is the Retry-After a client refused for load gets.
+const retryAfterSeconds = "5"
 
 // Handler is an http.Handler that serves MQTT over WebSocket: it upgrades
 // each request, negotiates the MQTT subprotocol and hands the connection, as
@@ -43,6 +50,34 @@ type Handler struct {
 	// A client offering only protocols not in Subprotocols is always refused.
 	AllowNoSubprotocol bool
 
+	// AllowedOrigins lists the host patterns of the browser origins allowed
+	// besides the handler's own: globs in path.Match syntax on the origin's
+	// host name ("*.example.com", "app.example.org") or on host:port
+	// ("localhost:3000"); "*" allows every origin, "null" the opaque origin.
+	// Requests without an Origin header (clients that are not browsers) and
+	// same-origin requests are always allowed; others are refused with 403,
+	// which blocks cross-site WebSocket hijacking.
+	AllowedOrigins []string
+
+	// Authorize, when set, decides on each request before the upgrade, from
+	// its header, cookies or query. An error refuses the request: a
+	// *HTTPError with its status (401, 403…) and reason, any other error with
+	// 403. The returned context, when not nil, becomes the parent of the
+	// backend's context, so that an identity stored in it reaches the
+	// backend.
+	Authorize func(r *http.Request) (context.Context, error)
+
+	// TrustedProxies lists the networks of the reverse proxies whose
+	// Forwarded, X-Forwarded-For or X-Real-IP headers are believed. When the
+	// TCP peer is in one of them, Stream.RemoteAddr reports the client's
+	// address from those headers, walked from the right to the first hop
+	// that is not a trusted proxy. Empty: the headers are ignored.
+	TrustedProxies []netip.Prefix
+
+	// MaxConnections caps the connections served at once; requests over it
+	// get 503 with Retry-After before any upgrade. Zero means no cap.
+	MaxConnections int
+
 	// MaxFrameSize is the largest frame payload accepted from a client, in
 	// bytes; a longer frame closes the connection with 1009. Zero means no
 	// limit: frames are streamed, never buffered whole, so their size does
@@ -64,50 +99,63 @@ type Handler struct {
 	// DefaultPingInterval; a negative value sends no pings.
 	PingInterval time.Duration
 
+	// PongTimeout is how long a connection that was pinged while the client
+	// had sent nothing may stay silent before it is dropped as dead (a peer
+	// gone behind a NAT never says so). Zero means DefaultPongTimeout; a
+	// negative value never drops.
+	PongTimeout time.Duration
+
+	// WriteTimeout bounds the sending of each frame, so that a client that
+	// stops reading cannot hold the backend's writer forever; past it the
+	// write fails and the stream closes. A deadline set on the stream
+	// applies too, whichever comes first. Zero means DefaultWriteTimeout; a
+	// negative value sets none.
+	WriteTimeout time.Duration
+
+	// FirstDataTimeout bounds the time from the upgrade to the client's first
+	// data frame; past it the connection closes with 1008. Zero means
+	// DefaultFirstDataTimeout; a negative value sets none.
+	FirstDataTimeout time.Duration
+
 	// CloseTimeout bounds each step of a close: sending the close frame, and
 	// waiting for the client's reply before the TCP connection is closed.
 	// Zero means DefaultCloseTimeout.
 	CloseTimeout time.Duration
 
-	// Logger receives a line for each refused handshake and each ended
-	// connection (at debug level), and for backend panics (at error level).
-	// Nil means slog.Default().
+	// Logger receives one line per ended connection (info level: remote
+	// address, duration, bytes and frames each way, close codes and
+	// reasons), one per refused request (debug level), and backend panics
+	// (error level). Nil means slog.Default().
 	Logger *slog.Logger
 
 	pool bufferPool
 
 	mu           sync.Mutex
 	streams      map[*Stream]struct{}
+	admitting    int // requests admitted but not yet tracked
 	shuttingDown bool
 	active       sync.WaitGroup
+	stats        totals
 }
 
 // ServeHTTP upgrades the request to a WebSocket and serves it; see Handler.
-// Requests that are not WebSocket upgrades get a plain-text HTTP error and are
-// not hijacked.
+// Requests that are not WebSocket upgrades, or that the handler's policy
+// refuses, get a plain-text HTTP error and are not hijacked.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	prefs := h.Subprotocols
-	if prefs == nil {
-		prefs = DefaultSubprotocols()
-	}
-	subprotocol, refusal := checkHandshake(r, prefs, h.AllowNoSubprotocol)
-	switch {
-	case refusal != nil:
-	case h.Backend == nil:
-		refusal = refuse(http.StatusInternalServerError, "no Backend configured")
-	case !canHijack(w):
-		refusal = refuse(http.StatusInternalServerError, "the http.ResponseWriter cannot hijack the connection (a middleware that hides Hijack and Unwrap?)")
-	case h.isShuttingDown():
-		refusal = refuse(http.StatusServiceUnavailable, "server shutting down")
+	subprotocol, parent, refusal := h.check(w, r)
+	if refusal == nil && !h.admit() {
+		refusal = h.loadRefusal()
 	}
 	if refusal != nil {
-		h.logger().Debug("mqttws: handshake refused", "remote", r.RemoteAddr, "status", refusal.status, "reason", refusal.reason)
-		for k, v := range refusal.header {
-			w.Header()[k] = v
-		}
-		http.Error(w, refusal.reason, refusal.status)
+		h.refuse(w, r, refusal)
 		return
 	}
+	admitted := true
+	defer func() {
+		if admitted {
+			h.unadmit()
+		}
+	}()
 
 	var upgrader ws.HTTPUpgrader
 	if subprotocol != "" {
@@ -118,6 +166,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if conn != nil {
 			_ = conn.Close()
 		}
+		h.countRefusal("upgrade_failed")
 		h.logger().Debug("mqttws: upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
@@ -129,16 +178,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		src = &prefixedReader{prefix: bytes.Clone(early), src: conn}
 	}
 
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
 	s := newStream(conn, src, streamConfig{
-		pool:           h.bufferPool(),
-		subprotocol:    subprotocol,
-		maxFrameSize:   h.MaxFrameSize,
-		writeFrameSize: h.WriteFrameSize,
-		pingInterval:   orDefault(h.PingInterval, DefaultPingInterval),
-		closeTimeout:   orDefault(h.CloseTimeout, DefaultCloseTimeout),
-		cancel:         cancel,
+		pool:             h.bufferPool(),
+		subprotocol:      subprotocol,
+		remoteAddr:       clientAddr(conn.RemoteAddr(), r.Header, h.TrustedProxies),
+		maxFrameSize:     h.MaxFrameSize,
+		writeFrameSize:   h.WriteFrameSize,
+		pingInterval:     orDefault(h.PingInterval, DefaultPingInterval),
+		pongTimeout:      orDefault(h.PongTimeout, DefaultPongTimeout),
+		writeTimeout:     orDefault(h.WriteTimeout, DefaultWriteTimeout),
+		firstDataTimeout: orDefault(h.FirstDataTimeout, DefaultFirstDataTimeout),
+		closeTimeout:     orDefault(h.CloseTimeout, DefaultCloseTimeout),
+		cancel:           cancel,
 	})
+	admitted = false
 	if !h.track(s) {
 		_ = s.CloseWith(CloseGoingAway, "server shutting down")
 		return
@@ -148,6 +202,48 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	go h.serve(ctx, s)
 }
 
+// check applies the handshake rules and the handler's policy. It returns the
+// chosen subprotocol and the context the backend's context derives from.
+func (h *Handler) check(w http.ResponseWriter, r *http.Request) (string, context.Context, *handshakeError) {
+	prefs := h.Subprotocols
+	if prefs == nil {
+		prefs = DefaultSubprotocols()
+	}
+	subprotocol, refusal := checkHandshake(r, prefs, h.AllowNoSubprotocol)
+	if refusal != nil {
+		return "", nil, refusal
+	}
+	if refusal := checkOrigin(r, h.AllowedOrigins); refusal != nil {
+		return "", nil, refusal
+	}
+	switch {
+	case h.Backend == nil:
+		return "", nil, refuseAs("no_backend", http.StatusInternalServerError, "no Backend configured")
+	case !canHijack(w):
+		return "", nil, refuseAs("cannot_hijack", http.StatusInternalServerError, "the http.ResponseWriter cannot hijack the connection (a middleware that hides Hijack and Unwrap?)")
+	}
+	parent := r.Context()
+	if h.Authorize != nil {
+		ctx, err := h.Authorize(r)
+		if err != nil {
+			return "", nil, authorizationRefusal(err)
+		}
+		if ctx != nil {
+			parent = ctx
+		}
+	}
+	return subprotocol, parent, nil
+}
+
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, refusal *handshakeError) {
+	h.countRefusal(refusal.kind)
+	h.logger().Debug("mqttws: request refused", "remote", r.RemoteAddr, "status", refusal.status, "reason", refusal.reason)
+	for k, v := range refusal.header {
+		w.Header()[k] = v
+	}
+	http.Error(w, refusal.reason, refusal.status)
+}
+
 // serve runs the backend on s and closes s after it.
 func (h *Handler) serve(ctx context.Context, s *Stream) {
 	defer h.untrack(s)
@@ -155,16 +251,7 @@ func (h *Handler) serve(ctx context.Context, s *Stream) {
 	code, reason := closeCodeOf(err)
 	_ = s.CloseWith(code, reason)
 	<-s.done
-	h.logger().Debug("mqttws: connection ended",
-		"remote", s.RemoteAddr().String(),
-		"subprotocol", s.subprotocol,
-		"duration", time.Since(s.start),
-		"bytes_in", s.bytesIn.Load(),
-		"bytes_out", s.bytesOut.Load(),
-		"close_sent", s.codeSent.Load(),
-		"close_received", s.codeRcvd.Load(),
-		"backend_err", err,
-	)
+	h.logEnd(s, err)
 }
 
 // runBackend calls the backend, turning a panic into an error: the stream
@@ -177,6 +264,12 @@ func (h *Handler) runBackend(ctx context.Context, s *Stream) (err error) {
 		}
 	}()
 	return h.Backend.ServeStream(ctx, s)
+}
+
+func (h *Handler) countRefusal(kind string) {
+	h.mu.Lock()
+	h.stats.refused(kind)
+	h.mu.Unlock()
 }
 
 func (h *Handler) bufferPool() *bufferPool {

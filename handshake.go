@@ -2,6 +2,7 @@ package mqttws
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -12,9 +13,10 @@ import (
 // "mqttv3.1" (MQTT 3.1).
 func DefaultSubprotocols() []string { return []string{"mqtt", "mqttv3.1"} }
 
-// handshakeError is a refused handshake, answered with a plain-text HTTP
+// handshakeError is a refused request, answered with a plain-text HTTP
 // error before the connection is hijacked.
 type handshakeError struct {
+	kind   string // the reason counted in Stats.Refused
 	status int
 	header http.Header // extra response header fields
 	reason string
@@ -22,8 +24,39 @@ type handshakeError struct {
 
 func (e *handshakeError) Error() string { return e.reason }
 
+// refuse refuses a malformed handshake.
 func refuse(status int, format string, args ...any) *handshakeError {
-	return &handshakeError{status: status, reason: "mqttws: " + fmt.Sprintf(format, args...)}
+	return refuseAs("bad_handshake", status, format, args...)
+}
+
+func refuseAs(kind string, status int, format string, args ...any) *handshakeError {
+	return &handshakeError{kind: kind, status: status, reason: "mqttws: " + fmt.Sprintf(format, args...)}
+}
+
+// HTTPError is an HTTP answer that refuses an upgrade. Handler.Authorize
+// returns one to choose the status (401, 403, 429…) and the plain-text
+// reason the client gets, with extra header fields such as
+// WWW-Authenticate.
+type HTTPError struct {
+	Status int
+	Reason string
+	Header http.Header
+}
+
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("mqttws: refused with %d: %s", e.Status, e.Reason)
+}
+
+// authorizationRefusal turns an error of Handler.Authorize into an answer.
+// Only an *HTTPError's reason is shown to the client.
+func authorizationRefusal(err error) *handshakeError {
+	var he *HTTPError
+	if errors.As(err, &he) && he.Status >= 400 && he.Status <= 599 {
+		e := refuseAs("unauthorized", he.Status, "%s", he.Reason)
+		e.header = he.Header
+		return e
+	}
+	return refuseAs("unauthorized", http.StatusForbidden, "forbidden")
 }
 
 // checkHandshake validates an upgrade request (RFC 6455 section 4.2.1) and
@@ -32,19 +65,19 @@ func refuse(status int, format string, args ...any) *handshakeError {
 func checkHandshake(r *http.Request, prefs []string, allowNone bool) (string, *handshakeError) {
 	if !headerHasToken(r.Header, "Upgrade", "websocket") {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			e := refuse(http.StatusMethodNotAllowed, "method %s not allowed: this endpoint takes WebSocket upgrades (GET)", r.Method)
+			e := refuseAs("method", http.StatusMethodNotAllowed, "method %s not allowed: this endpoint takes WebSocket upgrades (GET)", r.Method)
 			e.header = http.Header{"Allow": {"GET"}}
 			return "", e
 		}
-		e := refuse(http.StatusUpgradeRequired, "this endpoint speaks MQTT over WebSocket: connect with a WebSocket client offering subprotocol %q", strings.Join(prefs, `" or "`))
+		e := refuseAs("not_websocket", http.StatusUpgradeRequired, "this endpoint speaks MQTT over WebSocket: connect with a WebSocket client offering subprotocol %q", strings.Join(prefs, `" or "`))
 		e.header = http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}}
 		return "", e
 	}
 	if r.ProtoMajor != 1 || r.ProtoMinor < 1 {
-		return "", refuse(http.StatusHTTPVersionNotSupported, "WebSocket upgrade needs HTTP/1.1, the request came over %s", r.Proto)
+		return "", refuseAs("http_version", http.StatusHTTPVersionNotSupported, "WebSocket upgrade needs HTTP/1.1, the request came over %s", r.Proto)
 	}
 	if r.Method != http.MethodGet {
-		e := refuse(http.StatusMethodNotAllowed, "WebSocket upgrade needs method GET, not %s", r.Method)
+		e := refuseAs("method", http.StatusMethodNotAllowed, "WebSocket upgrade needs method GET, not %s", r.Method)
 		e.header = http.Header{"Allow": {"GET"}}
 		return "", e
 	}
@@ -57,7 +90,7 @@ func checkHandshake(r *http.Request, prefs []string, allowNone bool) (string, *h
 		e.header = http.Header{"Sec-WebSocket-Version": {"13"}}
 		return "", e
 	case len(v) > 1 || v[0] != "13":
-		e := refuse(http.StatusUpgradeRequired, `unsupported WebSocket version %q: this server speaks version 13`, strings.Join(v, ", "))
+		e := refuseAs("version", http.StatusUpgradeRequired, `unsupported WebSocket version %q: this server speaks version 13`, strings.Join(v, ", "))
 		e.header = http.Header{"Sec-WebSocket-Version": {"13"}}
 		return "", e
 	}
@@ -80,9 +113,9 @@ func selectSubprotocol(offered, prefs []string, allowNone bool) (string, *handsh
 		if allowNone {
 			return "", nil
 		}
-		return "", refuse(http.StatusBadRequest, "no WebSocket subprotocol offered: offer %q", strings.Join(prefs, `" or "`))
+		return "", refuseAs("subprotocol", http.StatusBadRequest, "no WebSocket subprotocol offered: offer %q", strings.Join(prefs, `" or "`))
 	}
-	return "", refuse(http.StatusBadRequest, "none of the offered subprotocols %q is served here: offer %q", offered, strings.Join(prefs, `" or "`))
+	return "", refuseAs("subprotocol", http.StatusBadRequest, "none of the offered subprotocols %q is served here: offer %q", offered, strings.Join(prefs, `" or "`))
 }
 
 // offeredSubprotocols lists the tokens of every Sec-WebSocket-Protocol field.

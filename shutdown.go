@@ -1,11 +1,48 @@
 package mqttws
 
-import "context"
+import (
+	"context"
+	"net/http"
+)
 
-// track registers a new stream; it fails once Shutdown has begun.
+// admit reserves a connection slot before the upgrade; it fails while
+// shutting down or at MaxConnections.
+func (h *Handler) admit() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.shuttingDown {
+		return false
+	}
+	if h.MaxConnections > 0 && len(h.streams)+h.admitting >= h.MaxConnections {
+		return false
+	}
+	h.admitting++
+	return true
+}
+
+// unadmit gives back a slot whose upgrade failed.
+func (h *Handler) unadmit() {
+	h.mu.Lock()
+	h.admitting--
+	h.mu.Unlock()
+}
+
+// loadRefusal says why admit failed.
+func (h *Handler) loadRefusal() *handshakeError {
+	if h.isShuttingDown() {
+		return refuseAs("shutting_down", http.StatusServiceUnavailable, "server shutting down")
+	}
+	e := refuseAs("max_connections", http.StatusServiceUnavailable, "too many connections (the limit is %d): try again later", h.MaxConnections)
+	e.header = http.Header{"Retry-After": {retryAfterSeconds}}
+	return e
+}
+
+// track turns an admitted request's slot into a served stream; it fails
+// once Shutdown has begun.
 func (h *Handler) track(s *Stream) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.admitting--
 	if h.shuttingDown {
 		return false
 	}
@@ -14,12 +51,14 @@ func (h *Handler) track(s *Stream) bool {
 	}
 	h.streams[s] = struct{}{}
 	h.active.Add(1)
+	h.stats.accepted++
 	return true
 }
 
 func (h *Handler) untrack(s *Stream) {
 	h.mu.Lock()
 	delete(h.streams, s)
+	h.stats.add(s)
 	h.mu.Unlock()
 	h.active.Done()
 }

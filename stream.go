@@ -43,27 +43,44 @@ type Stream struct {
 	writeFrameSize int
 	closeBody      [ws.MaxControlFramePayloadSize]byte
 
-	pingInterval time.Duration
-	pingTimer    atomic.Pointer[time.Timer]
-	wrote        atomic.Bool // a frame went out since the last ping check
+	writeTimeout  time.Duration
+	writeDeadline atomic.Int64 // the deadline set through the stream, Unix ns; 0: none
+
+	keepalive keepalive
 
 	closing   atomic.Bool // Close has begun
 	closeOnce sync.Once
 	done      chan struct{} // closed with the TCP connection
 
-	bytesIn, bytesOut  atomic.Int64
-	codeSent, codeRcvd atomic.Uint32
+	bytesIn, bytesOut   atomic.Int64
+	framesIn, framesOut atomic.Int64
+
+	closeMu    sync.Mutex
+	sentClose  closeRecord
+	rcvdClose  closeRecord
+	dropReason string // why the connection was dropped without a close handshake
+}
+
+// closeRecord is a close frame sent or received.
+type closeRecord struct {
+	ok     bool
+	code   CloseCode // 0 for a close frame without a body
+	reason string
 }
 
 // streamConfig holds what a Stream takes from its Handler.
 type streamConfig struct {
-	pool           *bufferPool
-	subprotocol    string
-	maxFrameSize   int64
-	writeFrameSize int
-	pingInterval   time.Duration
-	closeTimeout   time.Duration
-	cancel         context.CancelFunc
+	pool             *bufferPool
+	subprotocol      string
+	remoteAddr       net.Addr // nil: the connection's
+	maxFrameSize     int64
+	writeFrameSize   int
+	pingInterval     time.Duration
+	pongTimeout      time.Duration
+	writeTimeout     time.Duration
+	firstDataTimeout time.Duration
+	closeTimeout     time.Duration
+	cancel           context.CancelFunc
 }
 
 // newStream serves conn, reading the client's bytes from src (conn itself, or
@@ -77,14 +94,15 @@ func newStream(conn net.Conn, src io.Reader, cfg streamConfig) *Stream {
 		cancel:         cfg.cancel,
 		start:          time.Now(),
 		writeFrameSize: cfg.writeFrameSize,
-		pingInterval:   cfg.pingInterval,
+		writeTimeout:   cfg.writeTimeout,
 		done:           make(chan struct{}),
+	}
+	if cfg.remoteAddr != nil {
+		s.remoteAddr = cfg.remoteAddr
 	}
 	s.fr.init(src, cfg.pool, cfg.maxFrameSize)
 	s.fw.dst = conn
-	if s.pingInterval > 0 {
-		s.pingTimer.Store(time.AfterFunc(s.pingInterval, s.ping))
-	}
+	s.keepalive.start(s, cfg.pingInterval, cfg.pongTimeout, cfg.firstDataTimeout)
 	return s
 }
 
@@ -122,6 +140,8 @@ func (s *Stream) readLocked(p []byte) (int, error) {
 		if err != nil {
 			return 0, s.readFailed(err)
 		}
+		s.framesIn.Add(1)
+		s.keepalive.frameRead(h.OpCode)
 		switch h.OpCode {
 		case ws.OpPing:
 			s.writeControl(ws.OpPong, payload)
@@ -158,11 +178,13 @@ func (s *Stream) readFailed(err error) error {
 // closeReceived handles the client's close frame: a valid one is echoed
 // (unless it answers ours) and ends the stream with io.EOF.
 func (s *Stream) closeReceived(body []byte) error {
-	code, _, cerr := parseCloseBody(body)
+	code, reason, cerr := parseCloseBody(body)
 	if cerr != nil {
 		return s.readFailed(cerr)
 	}
-	s.codeRcvd.Store(uint32(code))
+	s.closeMu.Lock()
+	s.rcvdClose = closeRecord{ok: true, code: code, reason: reason}
+	s.closeMu.Unlock()
 	s.sendClose(code, "")
 	s.readErr = io.EOF
 	s.closeConn()
@@ -181,6 +203,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 	if s.closeSent {
 		return 0, ErrStreamClosed
 	}
+	s.armWriteDeadline()
 	written := 0
 	for len(p) > 0 {
 		chunk := p
@@ -209,8 +232,22 @@ func (s *Stream) writeFrameLocked(op ws.OpCode, payload []byte) error {
 		s.closeConn()
 		return s.writeErr
 	}
-	s.wrote.Store(true)
+	s.framesOut.Add(1)
+	s.keepalive.wrote.Store(true)
 	return nil
+}
+
+// armWriteDeadline bounds the next write by WriteTimeout, or by the deadline
+// set on the stream when that comes first.
+func (s *Stream) armWriteDeadline() {
+	if s.writeTimeout <= 0 {
+		return
+	}
+	d := time.Now().Add(s.writeTimeout)
+	if user := s.writeDeadline.Load(); user != 0 && user < d.UnixNano() {
+		d = time.Unix(0, user)
+	}
+	_ = s.conn.SetWriteDeadline(d)
 }
 
 // writeControl sends a control frame unless the stream can no longer send.
@@ -218,6 +255,7 @@ func (s *Stream) writeControl(op ws.OpCode, payload []byte) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if s.writeErr == nil && !s.closeSent {
+		s.armWriteDeadline()
 		_ = s.writeFrameLocked(op, payload)
 	}
 }
@@ -237,8 +275,10 @@ func (s *Stream) sendClose(code CloseCode, reason string) {
 		reason = truncateReason(reason)
 		body = s.closeBody[:2+len(reason)]
 		ws.PutCloseFrameBody(body, ws.StatusCode(code), reason)
-		s.codeSent.Store(uint32(code))
 	}
+	s.closeMu.Lock()
+	s.sentClose = closeRecord{ok: true, code: code, reason: reason}
+	s.closeMu.Unlock()
 	_ = s.writeFrameLocked(ws.OpClose, body)
 }
 
@@ -270,9 +310,7 @@ func (s *Stream) CloseWith(code CloseCode, reason string) error {
 // closeConn closes the TCP connection once and ends the backend's context.
 func (s *Stream) closeConn() {
 	s.closeOnce.Do(func() {
-		if t := s.pingTimer.Load(); t != nil {
-			t.Stop()
-		}
+		s.keepalive.stop()
 		_ = s.conn.Close()
 		close(s.done)
 		if s.cancel != nil {
@@ -281,24 +319,22 @@ func (s *Stream) closeConn() {
 	})
 }
 
-// ping sends a WebSocket ping when nothing went out for a whole interval, so
-// that proxies and NATs keep an idle connection open.
-func (s *Stream) ping() {
-	select {
-	case <-s.done:
-		return
-	default:
+// drop closes the TCP connection without a close handshake, for a peer
+// that can no longer take part in one.
+func (s *Stream) drop(reason string) {
+	s.closeMu.Lock()
+	if s.dropReason == "" {
+		s.dropReason = reason
 	}
-	if !s.wrote.Swap(false) && s.writeMu.TryLock() {
-		if s.writeErr == nil && !s.closeSent {
-			_ = s.writeFrameLocked(ws.OpPing, nil)
-			s.wrote.Store(false) // a ping is not traffic
-		}
-		s.writeMu.Unlock()
-	}
-	if t := s.pingTimer.Load(); t != nil {
-		t.Reset(s.pingInterval)
-	}
+	s.closeMu.Unlock()
+	s.closeConn()
+}
+
+// closeCodes returns the close frames sent and received.
+func (s *Stream) closeCodes() (sent, received closeRecord) {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	return s.sentClose, s.rcvdClose
 }
 
 // LocalAddr returns the server's address of the connection.
@@ -308,15 +344,30 @@ func (s *Stream) LocalAddr() net.Addr { return s.conn.LocalAddr() }
 func (s *Stream) RemoteAddr() net.Addr { return s.remoteAddr }
 
 // SetDeadline sets the read and write deadlines of the connection.
-func (s *Stream) SetDeadline(t time.Time) error { return s.conn.SetDeadline(t) }
+func (s *Stream) SetDeadline(t time.Time) error {
+	s.storeWriteDeadline(t)
+	return s.conn.SetDeadline(t)
+}
 
 // SetReadDeadline sets the deadline for Read. An expired deadline fails the
 // Read under way and leaves the stream usable once the deadline is moved.
 func (s *Stream) SetReadDeadline(t time.Time) error { return s.conn.SetReadDeadline(t) }
 
 // SetWriteDeadline sets the deadline for Write. A write that expires closes
-// the stream: part of a frame may already be out.
-func (s *Stream) SetWriteDeadline(t time.Time) error { return s.conn.SetWriteDeadline(t) }
+// the stream: part of a frame may already be out. The handler's
+// WriteTimeout still bounds each write when it comes first.
+func (s *Stream) SetWriteDeadline(t time.Time) error {
+	s.storeWriteDeadline(t)
+	return s.conn.SetWriteDeadline(t)
+}
+
+func (s *Stream) storeWriteDeadline(t time.Time) {
+	if t.IsZero() {
+		s.writeDeadline.Store(0)
+	} else {
+		s.writeDeadline.Store(t.UnixNano())
+	}
+}
 
 // isTimeout reports whether err is an expired deadline.
 func isTimeout(err error) bool {

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -409,12 +410,94 @@ func TestAddresses(t *testing.T) {
 
 func TestServerPingsAnIdleConnection(t *testing.T) {
 	t.Parallel()
-	c := dial(t, serve(t, &mqttws.Handler{Backend: newRecorder(), PingInterval: 50 * time.Millisecond}))
-	for range 3 {
-		h, _, err := c.readFrame()
+	c := dial(t, serve(t, &mqttws.Handler{
+		Backend:          newRecorder(),
+		PingInterval:     50 * time.Millisecond,
+		FirstDataTimeout: -1,
+	}))
+	for i := range 3 {
+		h, p, err := c.readFrame()
 		if err != nil || h.OpCode != ws.OpPing {
-			t.Fatalf("got %v %v, want a ping", h.OpCode, err)
+			t.Fatalf("frame %d: got %v %v, want a ping", i, h.OpCode, err)
 		}
+		c.send(frame{op: ws.OpPong, payload: p})
+	}
+}
+
+func TestSilentClientIsDroppedAfterPongTimeout(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	h := &mqttws.Handler{
+		Backend:          rec,
+		PingInterval:     50 * time.Millisecond,
+		PongTimeout:      100 * time.Millisecond,
+		FirstDataTimeout: -1,
+		Logger:           discardLogger(),
+	}
+	c := dial(t, serve(t, h))
+	start := time.Now()
+	h2, _, err := c.readFrame()
+	if err != nil || h2.OpCode != ws.OpPing {
+		t.Fatalf("got %v %v, want a ping", h2.OpCode, err)
+	}
+	// No pong: the server drops TCP without a close handshake.
+	c.expectEOF()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("dropped after %v", d)
+	}
+	if _, err := rec.wait(t); err == nil {
+		t.Fatal("backend read no error from a dropped connection")
+	}
+}
+
+func TestClientSendingDataNeedsNoPong(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	c := dial(t, serve(t, &mqttws.Handler{
+		Backend:      rec,
+		PingInterval: 30 * time.Millisecond,
+		PongTimeout:  30 * time.Millisecond,
+	}))
+	for range 20 {
+		c.send(binaryFrame([]byte("x")))
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.send(frame{op: ws.OpClose, payload: closeBody(1000, "")})
+	if got, _ := rec.wait(t); string(got) != strings.Repeat("x", 20) {
+		t.Fatalf("backend read %q", got)
+	}
+}
+
+func TestNoDataAfterUpgradeClosesWith1008(t *testing.T) {
+	t.Parallel()
+	c := dial(t, serve(t, &mqttws.Handler{
+		Backend:          newRecorder(),
+		FirstDataTimeout: 100 * time.Millisecond,
+		Logger:           discardLogger(),
+	}))
+	// Pings are not data.
+	c.send(frame{op: ws.OpPing})
+	if reason := c.expectClose(mqttws.ClosePolicyViolation); !strings.Contains(reason, "no data") {
+		t.Fatalf("close reason %q", reason)
+	}
+}
+
+func TestWriteTimeoutBoundsEachWrite(t *testing.T) {
+	t.Parallel()
+	_, result := streamUnderTest(t, &mqttws.Handler{WriteTimeout: 200 * time.Millisecond, CloseTimeout: 100 * time.Millisecond}, func(s *mqttws.Stream) error {
+		chunk := make([]byte, 64<<10)
+		for range 10_000 {
+			if _, err := s.Write(chunk); err != nil {
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					return fmt.Errorf("write: %v, want os.ErrDeadlineExceeded", err)
+				}
+				return nil
+			}
+		}
+		return errors.New("640 MB written to a client that reads nothing")
+	})
+	if err := waitResult(t, result); err != nil {
+		t.Fatal(err)
 	}
 }
 
