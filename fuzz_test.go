@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -130,5 +131,46 @@ func FuzzHandshake(f *testing.F) {
 		if w.Code < 400 {
 			t.Fatalf("a recorder (which cannot hijack) got %d", w.Code)
 		}
+	})
+}
+
+// FuzzClientAddr checks the forwarding-header walk: no panic, headers from an
+// untrusted peer never change the address, and a reported address always
+// comes from the headers or the peer.
+func FuzzClientAddr(f *testing.F) {
+	f.Add("203.0.113.9, 10.0.0.1", "", "", "127.0.0.1:5000")
+	f.Fuzz(func(t *testing.T, xff, forwarded, realIP, peer string) {
+		peerAP, err := netip.ParseAddrPort(peer)
+		if err != nil {
+			return
+		}
+		peerAddr := net.TCPAddrFromAddrPort(peerAP)
+		h := http.Header{}
+		if xff != "" {
+			h.Set("X-Forwarded-For", xff)
+		}
+		if forwarded != "" {
+			h.Set("Forwarded", forwarded)
+		}
+		if realIP != "" {
+			h.Set("X-Real-Ip", realIP)
+		}
+		trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+		got := clientAddr(peerAddr, h, trusted)
+		if !isTrusted(peerAP.Addr(), trusted) && got != net.Addr(peerAddr) {
+			t.Fatalf("untrusted peer %s reported as %s", peer, got)
+		}
+		if got == net.Addr(peerAddr) {
+			return
+		}
+		ap, _ := addrPort(got)
+		candidates := append(listTokens(h.Values("X-Forwarded-For")), forwardedFor(h.Values("Forwarded"))...)
+		candidates = append(candidates, realIP)
+		for _, c := range candidates {
+			if hop, ok := parseHop(c); ok && hop == ap {
+				return
+			}
+		}
+		t.Fatalf("reported %s, found in no header (%q %q %q)", got, xff, forwarded, realIP)
 	})
 }

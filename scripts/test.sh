@@ -41,3 +41,4 @@ go test -race -count=1 -timeout 15m ./...
 step "fuzz (short runs; the seed corpus in testdata/ also runs above)"
 go test -run '^$' -fuzz '^FuzzFrameReader$' -fuzztime 20s .
 go test -run '^$' -fuzz '^FuzzHandshake$' -fuzztime 10s .
+go test -run '^$' -fuzz '^FuzzClientAddr$' -fuzztime 10s .
