@@ -1,0 +1,162 @@
+package mqttws_test
+
+import (
+	"context"
+	"net"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/mqttws/mqttws"
+)
+
+// settle waits for goroutines to drop back to at most want, and returns
+// the count and the live heap after a GC.
+func settle(want int) (goroutines int, heap uint64) {
+	deadline := time.Now().Add(testTimeout)
+	for {
+		runtime.GC()
+		goroutines = runtime.NumGoroutine()
+		if goroutines <= want || time.Now().After(deadline) {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			return goroutines, ms.HeapAlloc
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestThousandConnectionsDroppedLeaveNothingBehind opens and drops 1,000
+// connections, half of them in the middle of a frame, half after a whole
+// one: goroutines and heap come back to where they were.
+func TestThousandConnectionsDroppedLeaveNothingBehind(t *testing.T) {
+	h := &mqttws.Handler{Backend: mqttws.BackendFunc(echo), Logger: discardLogger()}
+	url := serve(t, h)
+	// Warm up pools and the server before the baseline.
+	for range 20 {
+		c := dial(t, url)
+		c.send(binaryFrame([]byte("warm")))
+		c.readData(4)
+		_ = c.conn.Close()
+	}
+	waitActive(t, h, 0)
+	time.Sleep(50 * time.Millisecond)
+	baseG, baseHeap := settle(runtime.NumGoroutine())
+
+	const total, parallel = 1000, 20
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, parallel)
+	for i := range total {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			d := ws.Dialer{Protocols: []string{"mqtt"}, Timeout: testTimeout}
+			conn, _, _, err := d.Dial(context.Background(), url)
+			if err != nil {
+				t.Errorf("dial %d: %v", i, err)
+				return
+			}
+			f := binaryFrame(make([]byte, 3000)).bytes()
+			if i%2 == 0 {
+				f = f[:1500] // drop mid-frame
+			}
+			_, _ = conn.Write(f)
+			if tc, ok := conn.(*net.TCPConn); ok && i%4 == 0 {
+				_ = tc.SetLinger(0) // some vanish with a RST
+			}
+			_ = conn.Close()
+		}()
+	}
+	wg.Wait()
+	waitActive(t, h, 0)
+	g, heap := settle(baseG)
+	if g > baseG {
+		t.Errorf("%d goroutines after 1,000 dropped connections, %d before", g, baseG)
+	}
+	if heap > baseHeap+2<<20 {
+		t.Errorf("live heap %d KiB after 1,000 dropped connections, %d KiB before", heap>>10, baseHeap>>10)
+	}
+	if st := h.Stats(); st.Accepted != total+20 {
+		t.Errorf("accepted %d, want %d", st.Accepted, total+20)
+	}
+	t.Logf("goroutines %d → %d, heap %d KiB → %d KiB", baseG, g, baseHeap>>10, heap>>10)
+}
+
+func waitActive(t *testing.T, h *mqttws.Handler, n int) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for h.ActiveStreams() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d active streams, want %d", h.ActiveStreams(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestSlowHandshakeIsCutByReadHeaderTimeout shows the server setting that
+// guards the handshake: net/http reads the request before the handler runs.
+func TestSlowHandshakeIsCutByReadHeaderTimeout(t *testing.T) {
+	t.Parallel()
+	h := &mqttws.Handler{Backend: mqttws.BackendFunc(echo)}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ReadHeaderTimeout = 200 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := "GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+	start := time.Now()
+	for i := range req {
+		if _, err := conn.Write([]byte{req[i]}); err != nil {
+			break // the server gave up: what the test wants
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(testTimeout))
+	buf := make([]byte, 512)
+	n, _ := conn.Read(buf)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("slow handshake held for %v", d)
+	}
+	if n > 0 && !strings.Contains(string(buf[:n]), "408") && !strings.Contains(string(buf[:n]), "400") {
+		t.Fatalf("answer %q", buf[:n])
+	}
+	if h.Stats().Accepted != 0 {
+		t.Fatal("a slow handshake was upgraded")
+	}
+}
+
+// TestSilentUpgradedClientIsDropped: a client that upgrades and sends
+// nothing costs a connection only until FirstDataTimeout.
+func TestSilentUpgradedClientIsDropped(t *testing.T) {
+	t.Parallel()
+	h := &mqttws.Handler{
+		Backend:          newRecorderFunc(),
+		FirstDataTimeout: 150 * time.Millisecond,
+		CloseTimeout:     100 * time.Millisecond,
+		Logger:           discardLogger(),
+	}
+	url := serve(t, h)
+	for range 10 {
+		d := ws.Dialer{Protocols: []string{"mqtt"}}
+		conn, _, _, err := d.Dial(context.Background(), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+	}
+	waitActive(t, h, 0)
+	if got := h.Stats().CloseSent[mqttws.ClosePolicyViolation]; got != 10 {
+		t.Fatalf("%d closes with 1008, want 10", got)
+	}
+}
