@@ -322,13 +322,18 @@ func TestStatsCountTraffic(t *testing.T) {
 	c := dial(t, url)
 	c.send(binaryFrame([]byte("hello")), binaryFrame([]byte("world!")))
 	c.readData(11)
+	// The echo's counters move just after its writes return.
+	deadline := time.Now().Add(testTimeout)
+	for h.Stats().BytesOut < 11 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 	st := h.Stats()
 	if st.Active != 1 || st.Accepted != 1 || st.BytesIn != 11 || st.FramesIn != 2 || st.BytesOut != 11 {
 		t.Fatalf("live stats %+v", st)
 	}
 	c.send(frame{op: ws.OpClose, payload: closeBody(4000, "app")})
 	c.expectClose(4000)
-	deadline := time.Now().Add(testTimeout)
+	deadline = time.Now().Add(testTimeout)
 	for h.Stats().Active > 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
