@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -69,7 +70,7 @@ func checkHandshake(r *http.Request, prefs []string, allowNone bool) (string, *h
 			e.header = http.Header{"Allow": {"GET"}}
 			return "", e
 		}
-		e := refuseAs("not_websocket", http.StatusUpgradeRequired, "this endpoint speaks MQTT over WebSocket: connect with a WebSocket client offering subprotocol %q", strings.Join(prefs, `" or "`))
+		e := refuseAs("not_websocket", http.StatusUpgradeRequired, "this endpoint speaks MQTT over WebSocket: connect with a WebSocket client offering subprotocol %s", quoteList(prefs))
 		e.header = http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}}
 		return "", e
 	}
@@ -113,9 +114,18 @@ func selectSubprotocol(offered, prefs []string, allowNone bool) (string, *handsh
 		if allowNone {
 			return "", nil
 		}
-		return "", refuseAs("subprotocol", http.StatusBadRequest, "no WebSocket subprotocol offered: offer %q", strings.Join(prefs, `" or "`))
+		return "", refuseAs("subprotocol", http.StatusBadRequest, "no WebSocket subprotocol offered: offer %s", quoteList(prefs))
 	}
-	return "", refuseAs("subprotocol", http.StatusBadRequest, "none of the offered subprotocols %q is served here: offer %q", offered, strings.Join(prefs, `" or "`))
+	return "", refuseAs("subprotocol", http.StatusBadRequest, "none of the offered subprotocols %q is served here: offer %s", offered, quoteList(prefs))
+}
+
+// quoteList renders names as "a" or "b" or "c".
+func quoteList(names []string) string {
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = strconv.Quote(n)
+	}
+	return strings.Join(quoted, " or ")
 }
 
 // offeredSubprotocols lists the tokens of every Sec-WebSocket-Protocol field.
