@@ -18,6 +18,7 @@ import (
 
 	"github.com/mqttws/mqttws"
 	"github.com/mqttws/mqttws/backend/mochi"
+	"github.com/mqttws/mqttws/examples/internal/options"
 )
 
 // shutdownTimeout bounds a stop: the HTTP server's, then the WebSocket
@@ -27,6 +28,8 @@ const shutdownTimeout = 10 * time.Second
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8080", "`address` to serve HTTP on")
 	path := flag.String("path", "/mqtt", "URL `path` of the MQTT over WebSocket endpoint")
+	var opts options.Handler
+	opts.Register(flag.CommandLine)
 	flag.Parse()
 	if flag.NArg() > 0 {
 		usageError(fmt.Sprintf("unexpected argument %q", flag.Arg(0)))
@@ -34,10 +37,13 @@ func main() {
 	if err := checkPath(*path); err != nil {
 		usageError(err.Error())
 	}
+	if err := opts.Check(); err != nil {
+		usageError(err.Error())
+	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	slog.SetDefault(log)
-	if err := run(*listen, *path, log); err != nil {
+	if err := run(*listen, *path, opts, log); err != nil {
 		log.Error("embedded: " + err.Error())
 		os.Exit(1)
 	}
@@ -50,7 +56,7 @@ func usageError(msg string) {
 }
 
 // run serves until SIGINT or SIGTERM, then stops everything in order.
-func run(listen, path string, log *slog.Logger) error {
+func run(listen, path string, opts options.Handler, log *slog.Logger) error {
 	// mochi logs each client at info level: keep its warnings only, so that
 	// the line with the URL stays readable.
 	broker := mqtt.New(&mqtt.Options{
@@ -67,6 +73,11 @@ func run(listen, path string, log *slog.Logger) error {
 		return fmt.Errorf("mochi: %w", err)
 	}
 	ws := &mqttws.Handler{Backend: backend, Logger: log}
+	opts.Apply(ws)
+	var metrics http.Handler
+	if opts.Metrics {
+		metrics = options.MetricsHandler(ws)
+	}
 
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
@@ -74,7 +85,7 @@ func run(listen, path string, log *slog.Logger) error {
 		return fmt.Errorf("cannot serve on -listen %s: %w", listen, err)
 	}
 	srv := &http.Server{
-		Handler:           routes(path, ws, log),
+		Handler:           routes(path, ws, metrics, log),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

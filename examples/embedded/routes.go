@@ -20,8 +20,9 @@ import (
 var static embed.FS
 
 // routes returns the app: the MQTT over WebSocket endpoint at wsPath, the
-// page and its files at /, and /config.js, which tells the page wsPath.
-func routes(wsPath string, ws http.Handler, log *slog.Logger) http.Handler {
+// page and its files at /, /config.js, which tells the page wsPath, and
+// /metrics when metrics is not nil.
+func routes(wsPath string, ws, metrics http.Handler, log *slog.Logger) http.Handler {
 	r := chi.NewRouter()
 	r.Use(middleware.RequestLogger(requestLog{log}))
 	r.Use(middleware.Recoverer)
@@ -34,6 +35,9 @@ func routes(wsPath string, ws http.Handler, log *slog.Logger) http.Handler {
 	r.Group(func(r chi.Router) {
 		r.Use(middleware.Timeout(30 * time.Second))
 		r.Get("/config.js", configJS(wsPath))
+		if metrics != nil {
+			r.Handle("/metrics", metrics)
+		}
 		r.Handle("/*", http.FileServerFS(staticFS()))
 	})
 	return r
@@ -69,7 +73,7 @@ func checkPath(p string) error {
 		return fmt.Errorf("-path %q: no chi pattern characters ({, }, *) please", p)
 	}
 	name := strings.TrimPrefix(p, "/")
-	if _, err := fs.Stat(staticFS(), name); name == "config.js" || err == nil {
+	if _, err := fs.Stat(staticFS(), name); name == "config.js" || name == "metrics" || err == nil {
 		return fmt.Errorf("-path %q is taken by the page", p)
 	}
 	return nil
