@@ -94,7 +94,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 	h.mu.Unlock()
 
 	for _, s := range streams {
-		go func() { _ = s.CloseWith(CloseGoingAway, "server shutting down") }()
+		_ = s.CloseWith(CloseGoingAway, "server shutting down")
 	}
 	done := make(chan struct{})
 	go func() {

@@ -48,9 +48,10 @@ type Stream struct {
 
 	keepalive keepalive
 
-	closing   atomic.Bool // Close has begun
-	closeOnce sync.Once
-	done      chan struct{} // closed with the TCP connection
+	closing    atomic.Bool // Close has begun
+	closeTimer atomic.Pointer[time.Timer]
+	closeOnce  sync.Once
+	done       chan struct{} // closed with the TCP connection
 
 	bytesIn, bytesOut   atomic.Int64
 	framesIn, framesOut atomic.Int64
@@ -285,32 +286,54 @@ func (s *Stream) sendClose(code CloseCode, reason string) {
 // Close closes the stream with CloseNormal (1000). See CloseWith.
 func (s *Stream) Close() error { return s.CloseWith(CloseNormal, "") }
 
-// CloseWith sends a close frame with code and reason (cut to fit 123 bytes),
-// waits up to the handler's CloseTimeout for the client's reply, and closes
-// the TCP connection. Closing an already closed stream does nothing.
+// CloseWith sends a close frame with code and reason (cut to fit 123
+// bytes) and returns; the TCP connection closes once the client answers with
+// its own close frame, or after the handler's CloseTimeout. Like a net.Conn's
+// Close, it does not wait for the peer: sending the frame is bounded by
+// CloseTimeout too. Closing an already closed stream does nothing.
 func (s *Stream) CloseWith(code CloseCode, reason string) error {
 	if !s.closing.CompareAndSwap(false, true) {
 		return nil
 	}
-	s.sendClose(code, reason)
-
-	// Wait for the client's close frame, reading it here unless a Read under
-	// way gets it first; data that comes before it is dropped.
-	_ = s.conn.SetReadDeadline(time.Now().Add(s.closeTimeout))
-	s.readMu.Lock()
-	var discard [512]byte
-	for s.readErr == nil {
-		_, _ = s.readLocked(discard[:])
+	select {
+	case <-s.done:
+		return nil // the connection is gone already
+	default:
 	}
-	s.readMu.Unlock()
-	s.closeConn()
+	s.sendClose(code, reason)
+	_ = s.conn.SetReadDeadline(time.Now().Add(s.closeTimeout))
+	s.closeTimer.Store(time.AfterFunc(s.closeTimeout, s.closeConn))
+	if s.readMu.TryLock() {
+		if s.readErr != nil { // reading is over: nothing to wait for
+			s.readMu.Unlock()
+			s.closeConn()
+			return nil
+		}
+		// No Read is under way to see the reply: wait for it here, dropping
+		// the data that comes before it.
+		go func() {
+			defer s.readMu.Unlock()
+			var discard [512]byte
+			for s.readErr == nil {
+				_, _ = s.readLocked(discard[:])
+			}
+		}()
+	}
+	// Otherwise the Read under way ends the stream when the reply (or the
+	// read deadline) comes, and the timer closes it if nobody reads again.
 	return nil
 }
+
+// Done returns a channel closed once the TCP connection is closed.
+func (s *Stream) Done() <-chan struct{} { return s.done }
 
 // closeConn closes the TCP connection once and ends the backend's context.
 func (s *Stream) closeConn() {
 	s.closeOnce.Do(func() {
 		s.keepalive.stop()
+		if t := s.closeTimer.Load(); t != nil {
+			t.Stop()
+		}
 		_ = s.conn.Close()
 		close(s.done)
 		if s.cancel != nil {
