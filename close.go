@@ -46,10 +46,14 @@ const maxCloseReason = ws.MaxControlFramePayloadSize - 2
 // client sees; Stream.Read returns one when the stream ended with anything
 // other than a normal close by the client.
 type CloseError struct {
-	Code   CloseCode
+	Code CloseCode
+	// Reason is sent to the client in the close frame: keep it short (it is
+	// cut to 123 bytes) and free of internals.
 	Reason string
 	// Remote tells whether the client sent this close (true) or mqttws did.
 	Remote bool
+	// Err is the cause, for logs only: the client never sees it.
+	Err error
 }
 
 func (e *CloseError) Error() string {
@@ -57,11 +61,18 @@ func (e *CloseError) Error() string {
 	if e.Remote {
 		side = "client"
 	}
-	if e.Reason == "" {
-		return fmt.Sprintf("mqttws: %s closed the WebSocket with %d", side, e.Code)
+	msg := fmt.Sprintf("mqttws: %s closed the WebSocket with %d", side, e.Code)
+	if e.Reason != "" {
+		msg += ": " + e.Reason
 	}
-	return fmt.Sprintf("mqttws: %s closed the WebSocket with %d: %s", side, e.Code, e.Reason)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
 }
+
+// Unwrap returns the cause.
+func (e *CloseError) Unwrap() error { return e.Err }
 
 // closeCodeOf picks the close code a backend's result asks for: nil is a
 // normal close, a CloseError carries its own code, anything else is 1011.
