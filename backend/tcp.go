@@ -1,6 +1,7 @@
-// Package backend holds mqttws backends that need nothing beyond the
-// standard library: Dial relays each stream to a broker over TCP, TLS or a
-// unix socket.
+// Package backend holds the mqttws backend that relays each stream to an
+// existing broker: over TCP, TLS or a unix socket, to one broker or to the
+// nodes of a cluster, optionally announcing the client's address with a
+// PROXY protocol header.
 package backend
 
 import (
@@ -8,50 +9,95 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mqttws/mqttws"
 )
 
-// DefaultDialTimeout bounds a dial to the broker when Dialer.Timeout is zero.
+// DefaultDialTimeout bounds a dial to one broker node when Dialer.Timeout is
+// zero.
 const DefaultDialTimeout = 10 * time.Second
 
 // Dialer is a Backend that dials a broker for every stream and copies bytes
-// both ways, like a TCP proxy: the WebSocket side becomes one TCP connection
-// to the broker.
+// both ways, like a TCP proxy: each WebSocket connection becomes one
+// connection to the broker.
 //
 // When the broker closes the connection, the client's WebSocket closes with
-// 1000; when the broker cannot be reached within Timeout, with 1013 (Try
-// Again Later). A half-close from either side is passed on to the other.
+// 1000; when it breaks, with 1011; when no node can be reached, with 1013
+// (Try Again Later). A client's close half-closes the broker's connection.
 type Dialer struct {
 	// Network is "tcp" (the default), "tcp4", "tcp6" or "unix".
 	Network string
-	// Address is the broker's "host:port", or a socket path for "unix".
-	Address string
-	// TLSConfig, when not nil, makes the connection to the broker TLS.
+	// Addresses are the broker's "host:port" (a socket path for "unix"), or
+	// those of the nodes of a broker cluster (EMQX, VerneMQ, HiveMQ…). Each
+	// stream starts at the next node in turn, spreading clients over the
+	// nodes, and goes on to the following ones when a node refuses or times
+	// out, so a node's restart costs its clients one reconnect.
+	Addresses []string
+	// TLSConfig, when not nil, makes the connections to the broker TLS.
 	TLSConfig *tls.Config
-	// Timeout bounds the dial (and the TLS handshake). Zero means
+	// Timeout bounds the dial (and TLS handshake) to each node. Zero means
 	// DefaultDialTimeout.
 	Timeout time.Duration
+	// ProxyProtocol, when 1 or 2, starts each broker connection with a PROXY
+	// protocol header of that version (HAProxy's PROXY protocol), giving the
+	// client's address (Stream.RemoteAddr, which honors the handler's
+	// TrustedProxies) so that the broker logs and authorizes the real
+	// client. The broker must expect it. Zero sends none.
+	ProxyProtocol int
+
+	next         atomic.Uint32 // the node the next stream starts at
+	largeBuffers sync.Pool     // of *[]byte of largeCopySize
 }
 
-// Dial returns a Dialer for the broker at a TCP address ("host:port").
-func Dial(address string) *Dialer { return &Dialer{Address: address} }
+// Dial returns a Dialer for a broker at a TCP address ("host:port"), or for
+// the nodes of a cluster.
+func Dial(addresses ...string) *Dialer { return &Dialer{Addresses: addresses} }
 
 // ServeStream dials the broker and relays conn to it until both directions
 // end.
 func (d *Dialer) ServeStream(ctx context.Context, conn net.Conn) error {
-	upstream, err := d.dial(ctx)
-	if err != nil {
-		return &mqttws.CloseError{Code: mqttws.CloseTryAgainLater, Reason: "broker unreachable"}
+	if d.ProxyProtocol < 0 || d.ProxyProtocol > 2 {
+		return fmt.Errorf("backend: ProxyProtocol %d: want 0, 1 or 2", d.ProxyProtocol)
 	}
-	return relay(conn, upstream)
+	broker, err := d.dial(ctx)
+	if err != nil {
+		return &mqttws.CloseError{Code: mqttws.CloseTryAgainLater, Reason: "broker unreachable", Err: err}
+	}
+	if d.ProxyProtocol > 0 {
+		if err := writeProxyHeader(broker, d.ProxyProtocol, conn); err != nil {
+			_ = broker.Close()
+			return &mqttws.CloseError{Code: mqttws.CloseInternalError, Reason: "broker connection failed", Err: err}
+		}
+	}
+	return d.relay(conn, broker)
 }
 
+// dial connects to the first node that answers, starting at the next one in
+// turn.
 func (d *Dialer) dial(ctx context.Context) (net.Conn, error) {
+	if len(d.Addresses) == 0 {
+		return nil, errors.New("backend: Dialer has no Addresses")
+	}
+	start := int(d.next.Add(1)-1) % len(d.Addresses)
+	var errs []error
+	for i := range d.Addresses {
+		c, err := d.dialOne(ctx, d.Addresses[(start+i)%len(d.Addresses)])
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (d *Dialer) dialOne(ctx context.Context, address string) (net.Conn, error) {
 	network := d.Network
 	if network == "" {
 		network = "tcp"
@@ -65,68 +111,15 @@ func (d *Dialer) dial(ctx context.Context) (net.Conn, error) {
 	var nd net.Dialer
 	if d.TLSConfig != nil {
 		td := tls.Dialer{NetDialer: &nd, Config: d.TLSConfig}
-		c, err := td.DialContext(ctx, network, d.Address)
+		c, err := td.DialContext(ctx, network, address)
 		if err != nil {
-			return nil, fmt.Errorf("backend: dial %s %s (TLS): %w", network, d.Address, err)
+			return nil, fmt.Errorf("backend: dial %s %s (TLS): %w", network, address, err)
 		}
 		return c, nil
 	}
-	c, err := nd.DialContext(ctx, network, d.Address)
+	c, err := nd.DialContext(ctx, network, address)
 	if err != nil {
-		return nil, fmt.Errorf("backend: dial %s %s: %w", network, d.Address, err)
+		return nil, fmt.Errorf("backend: dial %s %s: %w", network, address, err)
 	}
 	return c, nil
-}
-
-// relayBufferSize is the size of each direction's copy buffer.
-const relayBufferSize = 16 << 10
-
-// brokerLinger bounds the wait for the broker to close its side once the
-// client has gone and the broker's connection was half-closed.
-const brokerLinger = 5 * time.Second
-
-// relay copies both ways between the client's stream and the broker. The
-// broker closing its side ends the relay, and the client is then closed
-// with 1000. The client closing its side half-closes the broker's
-// connection, so that the broker sees a clean end of stream, and the relay
-// waits a little for the broker to close in turn.
-func relay(client, broker net.Conn) error {
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, relayBufferSize)
-		// The wrappers keep io.CopyBuffer from using ReadFrom/WriteTo,
-		// which would allocate buffers of their own.
-		_, _ = io.CopyBuffer(writerOnly{broker}, readerOnly{client}, buf)
-		if !closeWrite(broker) {
-			_ = broker.Close()
-			return
-		}
-		_ = broker.SetReadDeadline(time.Now().Add(brokerLinger))
-	}()
-	buf := make([]byte, relayBufferSize)
-	_, brokerErr := io.CopyBuffer(writerOnly{client}, readerOnly{broker}, buf)
-	_ = broker.Close()
-	_ = client.Close()
-	wg.Wait()
-	if brokerErr != nil && !errors.Is(brokerErr, net.ErrClosed) && !errors.Is(brokerErr, mqttws.ErrStreamClosed) && !isTimeout(brokerErr) {
-		return &mqttws.CloseError{Code: mqttws.CloseInternalError, Reason: "broker connection failed"}
-	}
-	return nil
-}
-
-type readerOnly struct{ io.Reader }
-
-type writerOnly struct{ io.Writer }
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// closeWrite half-closes c when it can.
-func closeWrite(c net.Conn) bool {
-	cw, ok := c.(interface{ CloseWrite() error })
-	return ok && cw.CloseWrite() == nil
 }

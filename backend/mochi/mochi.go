@@ -16,6 +16,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/mqttws/mqttws"
 )
 
 // DefaultConnectTimeout bounds the wait for a client's CONNECT packet when
@@ -26,9 +28,19 @@ const DefaultConnectTimeout = 10 * time.Second
 // empty.
 const DefaultListenerID = "mqttws"
 
-// ErrClosed is returned for streams that arrive after the mochi server (or
-// the listener) was closed.
+// ErrClosed is matched (errors.Is) by the error ServeStream returns for
+// streams that arrive after the mochi server (or the listener) was closed.
+// Their clients get CloseGoingAway (1001).
 var ErrClosed = errors.New("mochi: broker closed")
+
+// errClosed is ErrClosed, asking the handler for CloseGoingAway rather than
+// the 1011 of an unknown error: the broker is not failing, it is gone.
+var errClosed error = &closedError{CloseError: mqttws.CloseError{Code: mqttws.CloseGoingAway, Reason: "broker closed"}}
+
+type closedError struct{ mqttws.CloseError }
+
+func (e *closedError) Error() string   { return ErrClosed.Error() }
+func (e *closedError) Unwrap() []error { return []error{ErrClosed, &e.CloseError} }
 
 // Options configures Attach. The zero value works.
 type Options struct {
@@ -37,14 +49,22 @@ type Options struct {
 	ListenerID string
 	// ConnectTimeout bounds the wait for the CONNECT packet: mochi reads it
 	// with no deadline, and a client that never sends it would hold its
-	// connection forever. Once connected, mochi sets deadlines from the MQTT
-	// keepalive. Zero means DefaultConnectTimeout; negative means none.
+	// connection forever. A client too slow is closed with
+	// ClosePolicyViolation (1008). Once connected, mochi sets deadlines from
+	// the MQTT keepalive. Zero means DefaultConnectTimeout; negative means
+	// none.
 	ConnectTimeout time.Duration
 }
 
 // Backend is an mqttws.Backend that hands each stream to a mochi server, as
 // a client of a mochi listener registered with the server: mochi's
 // Server.Close then disconnects WebSocket clients too.
+//
+// A client's Net.Conn in mochi wraps its *mqttws.Stream; the stream's
+// methods, such as Subprotocol, are there through an interface assertion.
+// When mochi ends a connection, the client gets CloseNormal (1000) whatever
+// the reason (an MQTT client learns it from the CONNACK or DISCONNECT packet
+// mochi sent first), except a missing CONNECT (see Options.ConnectTimeout).
 type Backend struct {
 	server         *mqtt.Server
 	id             string
@@ -80,13 +100,16 @@ func (b *Backend) ServeStream(ctx context.Context, conn net.Conn) error {
 	closed := b.closed
 	b.mu.Unlock()
 	if closed {
-		return ErrClosed
+		return errClosed
 	}
 	if b.connectTimeout > 0 {
 		// mochi replaces this deadline once CONNECT is read.
 		if err := conn.SetReadDeadline(time.Now().Add(b.connectTimeout)); err != nil {
 			return fmt.Errorf("mochi: set CONNECT deadline: %w", err)
 		}
+	}
+	if s, ok := conn.(*mqttws.Stream); ok {
+		conn = newStream(s, b.connectTimeout)
 	}
 	// EstablishConnection closes conn when the client is done.
 	err := b.server.EstablishConnection(b.id, conn)

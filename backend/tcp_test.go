@@ -1,0 +1,355 @@
+package backend_test
+
+import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/gobwas/ws"
+	"go.uber.org/goleak"
+
+	"github.com/mqttws/mqttws"
+	"github.com/mqttws/mqttws/backend"
+	"github.com/mqttws/mqttws/internal/testbroker"
+)
+
+// TestMain fails the package if any goroutine outlives the tests: every
+// test closes its clients, its HTTP server, its handler and its listeners.
+// VerifyNone per test cannot work with parallel tests.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// serve serves a handler relaying to d.
+func serve(t *testing.T, d *backend.Dialer) *testbroker.Server {
+	t.Helper()
+	return testbroker.Serve(t, &mqttws.Handler{Backend: d})
+}
+
+func TestPublishedPayloadsArriveByteExact(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// dialer starts a broker and returns a Dialer for it.
+		dialer func(t *testing.T) *backend.Dialer
+	}{
+		{
+			name: "tcp",
+			dialer: func(t *testing.T) *backend.Dialer {
+				return backend.Dial(testbroker.StartMosquitto(t))
+			},
+		},
+		{
+			name: "unix",
+			dialer: func(t *testing.T) *backend.Dialer {
+				m := testbroker.Start(t, testbroker.Options{
+					UnixSocket: filepath.Join(t.TempDir(), "mosquitto.sock"),
+				})
+				return &backend.Dialer{Network: "unix", Addresses: []string{m.UnixSocket}}
+			},
+		},
+		{
+			name: "tls",
+			dialer: func(t *testing.T) *backend.Dialer {
+				cert := testbroker.SelfSignedCert(t)
+				m := testbroker.Start(t, testbroker.Options{
+					CertFile: cert.CertFile,
+					KeyFile:  cert.KeyFile,
+				})
+				return &backend.Dialer{
+					Addresses: []string{m.Addr},
+					TLSConfig: &tls.Config{RootCAs: cert.Pool},
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := serve(t, tt.dialer(t))
+			for _, qos := range testbroker.QoSLevels {
+				for _, size := range testbroker.PayloadSizes {
+					t.Run(fmt.Sprintf("QoS%d/%s", qos, size.Name), func(t *testing.T) {
+						t.Parallel()
+						testbroker.Transfer{
+							QoS:     qos,
+							Size:    size.Size,
+							Count:   size.Count,
+							Timeout: 30 * time.Second,
+						}.Run(t, srv.URL)
+					})
+				}
+			}
+		})
+	}
+}
+
+func TestBrokerUnreachableClosesWith1013(t *testing.T) {
+	t.Parallel()
+	const dialTimeout = 500 * time.Millisecond
+	tests := []struct {
+		name string
+		// dialer returns a Dialer for a broker that cannot be reached.
+		dialer func(t *testing.T) *backend.Dialer
+	}{
+		{
+			name: "tcp port closed",
+			dialer: func(t *testing.T) *backend.Dialer {
+				return &backend.Dialer{Addresses: []string{testbroker.ClosedAddr(t)}}
+			},
+		},
+		{
+			name: "unix socket missing",
+			dialer: func(t *testing.T) *backend.Dialer {
+				return &backend.Dialer{Network: "unix", Addresses: []string{filepath.Join(t.TempDir(), "missing.sock")}}
+			},
+		},
+		{
+			name: "tls handshake never answered",
+			dialer: func(t *testing.T) *backend.Dialer {
+				return &backend.Dialer{Addresses: []string{silentListener(t)}, TLSConfig: &tls.Config{}}
+			},
+		},
+		{
+			name: "tls certificate not trusted",
+			dialer: func(t *testing.T) *backend.Dialer {
+				cert := testbroker.SelfSignedCert(t)
+				m := testbroker.Start(t, testbroker.Options{
+					CertFile: cert.CertFile,
+					KeyFile:  cert.KeyFile,
+				})
+				return &backend.Dialer{Addresses: []string{m.Addr}, TLSConfig: &tls.Config{}}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			d := tt.dialer(t)
+			d.Timeout = dialTimeout
+			srv := serve(t, d)
+			start := time.Now()
+			c := testbroker.DialWS(t, srv.URL)
+			cf := c.ExpectClose(t, mqttws.CloseTryAgainLater, dialTimeout+2*time.Second)
+			after := time.Since(start)
+			t.Logf("close frame %d %q %v after the WebSocket dial began", cf.Code, cf.Reason, after)
+			if after > dialTimeout+time.Second {
+				t.Errorf("close frame came %v after the WebSocket dial began, want at most the dial timeout of %v (and a margin)", after, dialTimeout)
+			}
+			srv.WaitActiveStreams(0, 5*time.Second)
+		})
+	}
+}
+
+// silentListener returns the address of a TCP listener that accepts
+// connections and never writes to them.
+func silentListener(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = l.Close()
+		wg.Wait()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return l.Addr().String()
+}
+
+func TestBrokerClosingConnectionClosesWith1000(t *testing.T) {
+	t.Parallel()
+	srv := serve(t, backend.Dial(testbroker.StartMosquitto(t)))
+	tests := []struct {
+		name string
+		// provoke makes the broker close the connection of the client with
+		// id, whose CONNECT was accepted.
+		provoke func(t *testing.T, c *testbroker.WSClient, id string)
+	}{
+		{
+			name: "client sends DISCONNECT",
+			provoke: func(t *testing.T, c *testbroker.WSClient, _ string) {
+				if err := c.WriteFrame(ws.NewBinaryFrame(testbroker.Disconnect)); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+		{
+			name: "another connection takes the client id over",
+			provoke: func(t *testing.T, _ *testbroker.WSClient, id string) {
+				testbroker.ConnectRaw(t, srv.URL, id)
+			},
+		},
+		{
+			name: "client sends a packet of reserved type 0",
+			provoke: func(t *testing.T, c *testbroker.WSClient, _ string) {
+				if err := c.WriteFrame(ws.NewBinaryFrame([]byte{0x00, 0x00})); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			id := testbroker.ClientID("closed")
+			c := testbroker.ConnectRaw(t, srv.URL, id)
+			tt.provoke(t, c, id)
+			cf := c.ExpectClose(t, mqttws.CloseNormal, 5*time.Second)
+			if cf.DataBefore != 0 {
+				t.Errorf("%d data bytes before the close frame, want none", cf.DataBefore)
+			}
+		})
+	}
+}
+
+func TestClientCloseFrameEndsBrokerConnectionAfterItsData(t *testing.T) {
+	t.Parallel()
+	srv := serve(t, backend.Dial(testbroker.StartMosquitto(t)))
+	id := testbroker.ClientID("last")
+	topic := "mqttws/test/" + id
+	got := make(chan paho.Message, 10)
+	sub := testbroker.Connect(t, srv.URL, testbroker.ClientID("last-sub"), nil)
+	onMessage := func(_ paho.Client, m paho.Message) {
+		select {
+		case got <- m:
+		default: // never block paho's router
+		}
+	}
+	if tok := sub.Subscribe(topic+"/#", 0, onMessage); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe to %s/#: %v", topic, tok.Error())
+	}
+
+	// A PUBLISH right before the close frame must reach the broker before
+	// the end of stream does; the broker then publishes the will, as the
+	// connection ended without DISCONNECT.
+	c := testbroker.DialWS(t, srv.URL)
+	will := []byte("gone")
+	if err := c.WriteFrame(ws.NewBinaryFrame(testbroker.ConnectPacketWithWill(id, 60, topic+"/will", will))); err != nil {
+		t.Fatal(err)
+	}
+	c.ExpectData(t, testbroker.ConnackAccepted)
+	last := []byte("last words")
+	if err := c.WriteFrame(ws.NewBinaryFrame(testbroker.PublishPacket(topic+"/data", last))); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "bye"))); err != nil {
+		t.Fatal(err)
+	}
+	c.ExpectClose(t, mqttws.CloseNormal, 5*time.Second)
+
+	for _, want := range []struct {
+		topic   string
+		payload []byte
+	}{
+		{
+			topic:   topic + "/data",
+			payload: last,
+		},
+		{
+			topic:   topic + "/will",
+			payload: will,
+		},
+	} {
+		select {
+		case m := <-got:
+			if m.Topic() != want.topic || !bytes.Equal(m.Payload(), want.payload) {
+				t.Errorf("message %q on %s, want %q on %s", m.Payload(), m.Topic(), want.payload, want.topic)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no message on %s within 5s of the client's close frame", want.topic)
+		}
+	}
+	// The subscriber is still connected.
+	srv.WaitActiveStreams(1, 5*time.Second)
+}
+
+func TestBrokerRefusalArrivesBeforeClose1000(t *testing.T) {
+	t.Parallel()
+	srv := serve(t, backend.Dial(testbroker.StartMosquitto(t)))
+	c := testbroker.DialWS(t, srv.URL)
+	connect := testbroker.ConnectPacket(testbroker.ClientID("refused"), 60)
+	connect[8] = 3 // protocol level 3 under the name "MQTT": refused
+	if err := c.WriteFrame(ws.NewBinaryFrame(connect)); err != nil {
+		t.Fatal(err)
+	}
+	c.ExpectData(t, []byte{0x20, 0x02, 0x00, 0x01}) // CONNACK: unacceptable protocol version
+	c.ExpectClose(t, mqttws.CloseNormal, 5*time.Second)
+}
+
+func TestShutdownDuringDialClosesWith1001AtOnce(t *testing.T) {
+	t.Parallel()
+	srv := serve(t, &backend.Dialer{
+		Addresses: []string{silentListener(t)},
+		TLSConfig: &tls.Config{},
+		Timeout:   time.Minute,
+	})
+	c := testbroker.DialWS(t, srv.URL)
+	srv.WaitActiveStreams(1, 5*time.Second)
+
+	start := time.Now()
+	done := make(chan struct{})
+	go func() {
+		srv.Close()
+		close(done)
+	}()
+	c.ExpectClose(t, mqttws.CloseGoingAway, 5*time.Second)
+	select {
+	case <-done:
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("Shutdown took %v with a dial under way, want it to cancel the dial", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return within 10s: the dial under way was not canceled")
+	}
+}
+
+func TestHandlerShutdownClosesWith1001AndEndsBrokerConnection(t *testing.T) {
+	t.Parallel()
+	srv := serve(t, backend.Dial(testbroker.StartMosquitto(t)))
+	c := testbroker.ConnectRaw(t, srv.URL, testbroker.ClientID("shutdown"))
+
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		srv.Close()
+		close(done)
+	}()
+	c.ExpectClose(t, mqttws.CloseGoingAway, 5*time.Second)
+	select {
+	case <-done:
+		// A broker that closes once its connection is half-closed lets
+		// Shutdown return at once, without waiting out the relay's linger.
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("Shutdown took %v, want well under the 5s linger", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return within 10s")
+	}
+}
