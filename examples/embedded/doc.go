@@ -12,6 +12,10 @@
 // publishes there. Any MQTT over WebSocket client can connect to the same
 // URL, ws://HOST/mqtt by default.
 //
+// Flags: -allow-origin PATTERN and -trusted-proxy CIDR (both repeatable),
+// -max-conns N, -max-frame BYTES and -ping DURATION set the handler's
+// policy; -metrics serves Prometheus metrics at /metrics.
+//
 // Once it serves, the program prints one line with the URLs on stdout; logs
 // go to stderr. SIGINT or SIGTERM stops it: the HTTP server first, then the
 // WebSocket connections (closed with 1001), then the broker.

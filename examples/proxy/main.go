@@ -16,6 +16,7 @@ import (
 
 	"github.com/mqttws/mqttws"
 	"github.com/mqttws/mqttws/backend"
+	"github.com/mqttws/mqttws/examples/internal/options"
 )
 
 // shutdownTimeout bounds a stop: the HTTP server's, then the WebSocket
@@ -24,21 +25,37 @@ const shutdownTimeout = 10 * time.Second
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8080", "`address` to serve HTTP on")
-	upstream := flag.String("upstream", "", "the MQTT broker's TCP `address` (host:port), required")
+	upstream := flag.String("upstream", "", "the MQTT broker's TCP `addresses` (host:port), comma-separated for the nodes of a cluster; required")
 	path := flag.String("path", "/mqtt", "URL `path` of the MQTT over WebSocket endpoint")
+	proxyProtocol := flag.String("proxy-protocol", "off", "start broker connections with a PROXY protocol header of `VERSION` (off, v1 or v2) giving the client's address")
+	var opts options.Handler
+	opts.Register(flag.CommandLine)
 	flag.Parse()
+	upstreams := splitList(*upstream)
+	ppVersion, ppOK := map[string]int{"off": 0, "v1": 1, "v2": 2}[*proxyProtocol]
 	switch {
 	case flag.NArg() > 0:
 		usageError(fmt.Sprintf("unexpected argument %q", flag.Arg(0)))
-	case *upstream == "":
+	case len(upstreams) == 0:
 		usageError("-upstream is required: the broker's host:port, such as -upstream 127.0.0.1:1883")
 	case !strings.HasPrefix(*path, "/") || strings.ContainsAny(*path, "{} \t"):
 		usageError(fmt.Sprintf("-path %q: want a URL path such as /mqtt", *path))
+	case !ppOK:
+		usageError(fmt.Sprintf("-proxy-protocol %q: want off, v1 or v2", *proxyProtocol))
+	}
+	for _, u := range upstreams {
+		if _, _, err := net.SplitHostPort(u); err != nil {
+			usageError(fmt.Sprintf("-upstream %q: want host:port: %v", u, err))
+		}
+	}
+	if err := opts.Check(); err != nil {
+		usageError(err.Error())
 	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	slog.SetDefault(log)
-	if err := run(*listen, *upstream, *path, log); err != nil {
+	d := &backend.Dialer{Addresses: upstreams, ProxyProtocol: ppVersion}
+	if err := run(*listen, d, *path, opts, log); err != nil {
 		log.Error("proxy: " + err.Error())
 		os.Exit(1)
 	}
@@ -51,10 +68,14 @@ func usageError(msg string) {
 }
 
 // run serves until SIGINT or SIGTERM, then stops everything in order.
-func run(listen, upstream, path string, log *slog.Logger) error {
-	ws := &mqttws.Handler{Backend: backend.Dial(upstream), Logger: log}
+func run(listen string, d *backend.Dialer, path string, opts options.Handler, log *slog.Logger) error {
+	ws := &mqttws.Handler{Backend: d, Logger: log}
+	opts.Apply(ws)
 	mux := http.NewServeMux()
 	mux.Handle(path, ws)
+	if opts.Metrics {
+		mux.Handle("/metrics", options.MetricsHandler(ws))
+	}
 
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
@@ -72,7 +93,9 @@ func run(listen, upstream, path string, log *slog.Logger) error {
 	go func() { served <- srv.Serve(ln) }()
 
 	fmt.Printf("mqttws: serving ws://%s%s\n", displayHost(ln.Addr()), path)
-	go checkUpstream(upstream, log)
+	for _, u := range d.Addresses {
+		go checkUpstream(u, log)
+	}
 
 	var serveErr error
 	select {
@@ -108,6 +131,17 @@ func checkUpstream(upstream string, log *slog.Logger) {
 		return
 	}
 	_ = c.Close()
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var items []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			items = append(items, s)
+		}
+	}
+	return items
 }
 
 // displayHost returns host:port of addr for a URL, with "localhost" for a
