@@ -51,9 +51,6 @@ func (b *readBuffer) init(src io.Reader, pool *bufferPool) {
 	b.buf = b.small[:]
 }
 
-// buffered returns the count of unread bytes held.
-func (b *readBuffer) buffered() int { return b.w - b.r }
-
 // peek returns the next n bytes without consuming them, reading as needed.
 // n must not exceed minReadBufferSize. A read error leaves the buffer as it
 // was, so peek can be called again after a timeout.

@@ -34,7 +34,7 @@ func ExampleHandler() {
 func ExampleHandler_tls() {
 	h := &mqttws.Handler{
 		Backend: &backend.Dialer{
-			Address:   "broker.internal:8883",
+			Addresses: []string{"broker.internal:8883"},
 			TLSConfig: &tls.Config{ServerName: "broker.internal"},
 			Timeout:   3 * time.Second,
 		},
