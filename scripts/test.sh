@@ -9,6 +9,10 @@ step() { printf '\n== %s\n' "$*"; }
 # Peers from Debian's packages.
 need=()
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || need+=(mosquitto)
+# interop/: headless Chromium, nginx in front, Node for the JavaScript clients.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v node >/dev/null || need+=(nodejs)
 if [ ${#need[@]} -gt 0 ]; then
 	step "installing ${need[*]}"
 	sudo=""
@@ -16,6 +20,18 @@ if [ ${#need[@]} -gt 0 ]; then
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# Debian's nodejs has no npm of its own (NodeSource's has).
+if ! command -v npm >/dev/null; then
+	step "installing npm"
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends npm >/dev/null
+fi
+
+# The JavaScript MQTT clients of interop/, as its lock file pins them.
+step "npm ci (interop/)"
+(cd interop && npm ci --no-audit --no-fund --loglevel=error)
 
 step "gofmt"
 unformatted=$(gofmt -l .)

@@ -1,0 +1,312 @@
+package interop
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/mqttws/mqttws/internal/testbroker"
+)
+
+// nginxReadTimeout is nginx's proxy_read_timeout in these tests: 60 s by
+// default, short here so that the tests run fast. nginx closes a proxied
+// WebSocket after this long without a byte from the server.
+const nginxReadTimeout = 2 * time.Second
+
+// idleTime is how long the idle clients say nothing: well over
+// nginxReadTimeout.
+const idleTime = 5 * time.Second
+
+// pingInterval is the handler's ping interval behind nginx: well under
+// nginxReadTimeout.
+const pingInterval = nginxReadTimeout / 4
+
+// TestNginxInFront puts Debian's nginx, configured the usual way for
+// WebSocket, in front of the embedded example: clients get every message
+// through it, and the handler's pings (the example's -ping, short here) keep
+// an idle connection open past nginx's proxy_read_timeout, which closes it
+// without them.
+func TestNginxInFront(t *testing.T) {
+	t.Parallel()
+	needFile(t, nginxPath, "nginx")
+	cases := []struct {
+		name      string
+		ping      string // the example's -ping
+		wantAlive bool
+	}{
+		{
+			name:      "IdleConnectionOutlivesNginxTimeoutWhenTheHandlerPings",
+			ping:      pingInterval.String(),
+			wantAlive: true,
+		},
+		{
+			name:      "IdleConnectionIsCutByNginxWhenTheHandlerDoesNotPing",
+			ping:      "0",
+			wantAlive: false,
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			url := startNginx(t, hostPort(startEmbedded(t, "-ping", c.ping)))
+			lost := make(chan error, 1)
+			cl := testbroker.Connect(t, url, clientID("idle"), func(err error) { lost <- err })
+			topic := "interop/nginx/" + c.name
+			got := make(chan []byte, 1)
+			if tok := cl.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) { got <- m.Payload() }); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Fatalf("subscribe: %v", tok.Error())
+			}
+
+			start := time.Now()
+			timer := time.NewTimer(idleTime)
+			defer timer.Stop()
+			select {
+			case err := <-lost:
+				if c.wantAlive {
+					t.Fatalf("the idle connection was lost after %v (nginx's proxy_read_timeout: %v): %v", time.Since(start).Round(time.Millisecond), nginxReadTimeout, err)
+				}
+				if after := time.Since(start); after < nginxReadTimeout-time.Second/2 {
+					t.Fatalf("the connection was lost after %v, before nginx's proxy_read_timeout (%v): %v", after, nginxReadTimeout, err)
+				}
+				return
+			case <-timer.C:
+				if !c.wantAlive {
+					t.Fatalf("the idle connection outlived nginx's proxy_read_timeout (%v) for %v with no pings: the test proves nothing", nginxReadTimeout, idleTime)
+				}
+			}
+
+			want := payload(1000, seedOf(c.name))
+			if tok := cl.Publish(topic, 1, false, want); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Fatalf("publish after %v idle: %v", idleTime, tok.Error())
+			}
+			select {
+			case p := <-got:
+				if string(p) != string(want) {
+					t.Fatalf("after %v idle: got %d bytes, want the %d sent", idleTime, len(p), len(want))
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("after %v idle: the message did not come back", idleTime)
+			}
+		})
+	}
+
+	t.Run("ClientsGetEveryMessageThroughNginx", func(t *testing.T) {
+		t.Parallel()
+		url := startNginx(t, hostPort(startEmbedded(t, "-ping", pingInterval.String())))
+		tg := target{name: "nginx", url: url, broker: mochiBroker, mqttws: true}
+		sizes := []int{0, 126, 65536, 1 << 20}
+
+		var nodeCs []nodeCase
+		for _, v := range mqttVersions {
+			for _, n := range sizes {
+				name := fmt.Sprintf("transfer/v%d/qos1/%s", v, sizeName(n))
+				nodeCs = append(nodeCs, nodeCase{
+					Name:      name,
+					Kind:      "transfer",
+					Version:   v,
+					QoS:       1,
+					Size:      n,
+					Seed:      seedOf(name),
+					TimeoutMs: int(nodeCaseTimeout / time.Millisecond),
+				})
+			}
+		}
+		needNode(t)
+		var out struct {
+			Results []nodeResult `json:"results"`
+		}
+		if err := runScript(t, nodeRunTimeout, "clients.mjs", nodePlan{URL: url, Concurrency: 4, Cases: nodeCs}, &out); err != nil {
+			t.Fatal(err)
+		}
+		results := map[string]nodeResult{}
+		for _, r := range out.Results {
+			results[r.Name] = r
+		}
+		for _, c := range nodeCs {
+			t.Run("MQTT.js/"+c.Name, func(t *testing.T) {
+				checkNodeCase(t, tg, c, results[c.Name])
+			})
+		}
+
+		clients := []struct {
+			name        string
+			run         goTransfer
+			subprotocol string
+		}{
+			{
+				name: "paho.mqtt.golang",
+				run:  pahoTransfer,
+			},
+			{
+				name:        "paho.golang",
+				run:         paho5Transfer,
+				subprotocol: "mqtt",
+			},
+		}
+		for _, cl := range clients {
+			for _, n := range sizes {
+				c := goCase{name: "qos1/" + sizeName(n), qos: 1, size: n}
+				c.seed = seedOf(c.name)
+				t.Run(cl.name+"/"+c.name, func(t *testing.T) {
+					ctx, cancel := context.WithTimeout(context.Background(), goCaseTimeout)
+					defer cancel()
+					r := cl.run(ctx, url, c)
+					if r.err != nil {
+						t.Fatal(r.err)
+					}
+					if r.subprotocol != cl.subprotocol {
+						t.Errorf("negotiated subprotocol %q, want %q", r.subprotocol, cl.subprotocol)
+					}
+					wantMessage{topic: goTopic(c), qos: c.qos, size: c.size, seed: c.seed}.check(t, "subscriber", r.message)
+				})
+			}
+		}
+	})
+}
+
+// hostPort returns the host:port of a target.
+func hostPort(tg target) string {
+	return strings.TrimSuffix(strings.TrimPrefix(tg.url, "ws://"), "/mqtt")
+}
+
+// startNginx runs nginx on 127.0.0.1 as a reverse proxy to upstream
+// (host:port), with a configuration of its own in a temporary directory,
+// and returns the WebSocket URL of /mqtt through it.
+func startNginx(t *testing.T, upstream string) string {
+	t.Helper()
+	needFile(t, nginxPath, "nginx")
+	var lastErr error
+	for range 3 {
+		url, err := tryNginx(t, upstream)
+		if err == nil {
+			return url
+		}
+		lastErr = err
+	}
+	t.Fatalf("start nginx: %v", lastErr)
+	return ""
+}
+
+func tryNginx(t *testing.T, upstream string) (string, error) {
+	port, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(nginxConfig(dir, port, upstream)), 0o600); err != nil {
+		return "", err
+	}
+	var log lockedBuffer
+	cmd := exec.Command(nginxPath, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
+	cmd.Stdout = &log
+	cmd.Stderr = &log
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	stop := func() {
+		// SIGTERM is nginx's fast shutdown; its workers are in its group.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(stopTimeout):
+			_ = killGroup(cmd.Process.Pid)
+			<-exited
+		}
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	deadline := time.Now().Add(startTimeout)
+	for !accepts(addr) {
+		select {
+		case <-exited:
+			errLog, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			return "", fmt.Errorf("nginx exited: %s%s", log.String(), errLog)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return "", fmt.Errorf("nginx did not listen on %s within %v", addr, startTimeout)
+		}
+	}
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			errLog, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Logf("nginx's error log:\n%s%s", log.String(), tail(string(errLog)))
+		}
+	})
+	return "ws://" + addr + "/mqtt", nil
+}
+
+// nginxConfig is the usual WebSocket reverse proxy, with every file in dir
+// and no default site. Started as root, nginx would run its worker as
+// nobody: it runs as the current user.
+func nginxConfig(dir string, port int, upstream string) string {
+	var userLine string
+	if os.Geteuid() == 0 {
+		group := "root"
+		if g, err := user.LookupGroupId(strconv.Itoa(os.Getegid())); err == nil {
+			group = g.Name
+		}
+		userLine = "user root " + group + ";"
+	}
+	return fmt.Sprintf(`daemon off;
+master_process on;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log info;
+%[2]s
+
+events {
+	worker_connections 256;
+}
+
+http {
+	access_log %[1]s/access.log;
+	client_body_temp_path %[1]s/client_body;
+	proxy_temp_path %[1]s/proxy;
+	fastcgi_temp_path %[1]s/fastcgi;
+	uwsgi_temp_path %[1]s/uwsgi;
+	scgi_temp_path %[1]s/scgi;
+
+	map $http_upgrade $connection_upgrade {
+		default upgrade;
+		'' close;
+	}
+
+	server {
+		listen 127.0.0.1:%[3]d;
+
+		location /mqtt {
+			proxy_pass http://%[4]s;
+			proxy_http_version 1.1;
+			proxy_set_header Upgrade $http_upgrade;
+			proxy_set_header Connection $connection_upgrade;
+			# $http_host keeps the port, so that a browser's Origin
+			# matches the Host mqttws sees.
+			proxy_set_header Host $http_host;
+			proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+			proxy_read_timeout %[5]ds;
+			proxy_send_timeout %[5]ds;
+		}
+	}
+}
+`, dir, userLine, port, upstream, int(nginxReadTimeout/time.Second))
+}
