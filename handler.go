@@ -250,6 +250,9 @@ func (h *Handler) serve(ctx context.Context, s *Stream) {
 	err := h.runBackend(ctx, s)
 	code, reason := closeCodeOf(err)
 	_ = s.CloseWith(code, reason)
+	// The backend reads no more: read up to the client's close reply here,
+	// so that the connection closes as soon as it comes.
+	s.drain()
 	<-s.done
 	h.logEnd(s, err)
 }

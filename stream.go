@@ -309,19 +309,30 @@ func (s *Stream) CloseWith(code CloseCode, reason string) error {
 			s.closeConn()
 			return nil
 		}
-		// No Read is under way to see the reply: wait for it here, dropping
-		// the data that comes before it.
+		// No Read is under way to see the reply: wait for it here.
 		go func() {
 			defer s.readMu.Unlock()
-			var discard [512]byte
-			for s.readErr == nil {
-				_, _ = s.readLocked(discard[:])
-			}
+			s.drainLocked()
 		}()
 	}
 	// Otherwise the Read under way ends the stream when the reply (or the
 	// read deadline) comes, and the timer closes it if nobody reads again.
 	return nil
+}
+
+// drain reads and drops what the client sends until reading ends: for use
+// once the stream is closing, when the read deadline bounds it.
+func (s *Stream) drain() {
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	s.drainLocked()
+}
+
+func (s *Stream) drainLocked() {
+	var discard [512]byte
+	for s.readErr == nil {
+		_, _ = s.readLocked(discard[:])
+	}
 }
 
 // Done returns a channel closed once the TCP connection is closed.

@@ -549,3 +549,36 @@ func TestShutdownForceClosesWhenContextEnds(t *testing.T) {
 		t.Fatalf("Shutdown took %v", d)
 	}
 }
+
+// TestCloseReplyAfterDataClosesAtOnce: when a Read under way takes data that
+// crossed the server's close frame and the backend then stops reading, the
+// client's close reply still ends the connection at once, not after
+// CloseTimeout.
+func TestCloseReplyAfterDataClosesAtOnce(t *testing.T) {
+	t.Parallel()
+	readerDone := make(chan struct{})
+	h := &mqttws.Handler{CloseTimeout: 5 * time.Second}
+	c, result := streamUnderTest(t, h, func(s *mqttws.Stream) error {
+		go func() {
+			defer close(readerDone)
+			_, _ = s.Read(make([]byte, 10)) // takes the data, then reads no more
+		}()
+		time.Sleep(50 * time.Millisecond) // the Read is under way
+		_ = s.Close()
+		<-readerDone
+		return nil
+	})
+	h2, p, err := c.readFrame()
+	if err != nil || h2.OpCode != ws.OpClose {
+		t.Fatalf("got %v %v, want a close frame", h2.OpCode, err)
+	}
+	start := time.Now()
+	c.send(binaryFrame([]byte("crossing")), frame{op: ws.OpClose, payload: p})
+	c.expectEOF()
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("TCP closed %v after the client's reply", d)
+	}
+	if err := waitResult(t, result); err != nil {
+		t.Fatal(err)
+	}
+}

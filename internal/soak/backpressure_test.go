@@ -3,6 +3,7 @@ package soak
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,7 +58,7 @@ func TestSubscriberThatStopsReadingKeepsMemoryBounded(t *testing.T) {
 		}
 	}
 	peakHeap = max(peakHeap, heapKiB())
-	dropped := broker.Info.MessagesDropped
+	dropped := atomic.LoadInt64(&broker.Info.MessagesDropped)
 	t.Logf("published %d messages of %d KiB to a subscriber that reads nothing: heap %d KiB before, peak %d KiB; broker dropped %d",
 		sent, payloadSize>>10, baseHeap, peakHeap, dropped)
 	if sent < messages/2 {
