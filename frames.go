@@ -47,9 +47,6 @@ func (fr *frameReader) next() (ws.Header, []byte, error) {
 		return ws.Header{}, nil, err
 	}
 	size := headerSize(b)
-	if ws.OpCode(b[0]&0x0f).IsControl() && b[1]&0x7f <= ws.MaxControlFramePayloadSize {
-		size += int(b[1] & 0x7f)
-	}
 	b, err = fr.buf.peek(size)
 	if err != nil {
 		return ws.Header{}, nil, err
@@ -71,10 +68,18 @@ func (fr *frameReader) next() (ws.Header, []byte, error) {
 	}
 
 	if h.OpCode.IsControl() {
+		// The payload (at most 125 bytes, CheckHeader saw to it) is peeked
+		// with the header, so that a control frame is consumed whole or not
+		// at all.
+		total := size + int(h.Length)
+		b, err = fr.buf.peek(total)
+		if err != nil {
+			return ws.Header{}, nil, err
+		}
 		payload := fr.control[:h.Length]
-		copy(payload, b[size-int(h.Length):])
+		copy(payload, b[size:total])
 		ws.Cipher(payload, h.Mask, 0)
-		fr.buf.discard(size)
+		fr.buf.discard(total)
 		return h, payload, nil
 	}
 	if h.OpCode == ws.OpText {

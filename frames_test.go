@@ -283,6 +283,17 @@ func TestControlFrames(t *testing.T) {
 			}
 		}
 	})
+	t.Run("PingWithNonMinimalLengthIsAnswered", func(t *testing.T) {
+		t.Parallel()
+		c := dial(t, serve(t, &mqttws.Handler{Backend: newRecorder()}))
+		// A 3-byte payload declared in the 16-bit length form, unmasked
+		// with a zero mask: the payload bytes come after the header.
+		c.sendRaw([]byte{0x89, 0xfe, 0x00, 0x03, 0, 0, 0, 0, 'a', 'b', 'c'})
+		h, got, err := c.readFrame()
+		if err != nil || h.OpCode != ws.OpPong || string(got) != "abc" {
+			t.Fatalf("got %v %q %v, want a pong with abc", h.OpCode, got, err)
+		}
+	})
 	t.Run("UnsolicitedPongIsIgnored", func(t *testing.T) {
 		t.Parallel()
 		c := dial(t, serve(t, &mqttws.Handler{Backend: mqttws.BackendFunc(echo)}))
