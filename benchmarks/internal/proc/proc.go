@@ -1,0 +1,217 @@
+// Package proc runs an in-process target (package targets) in a child
+// process of its own, so that its memory is measured alone: the runner
+// starts its own executable with "serve" as first argument, and talks to it
+// over the child's standard input and output, one line each way.
+//
+// Commands, one a line: "stats" (answered with a JSON Stats line),
+// "cpuprofile PATH" and "stopprofile", "heapprofile PATH" and
+// "goroutineprofile PATH" (answered "ok"). Closing the child's
+// standard input stops it.
+package proc
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Command is the first argument that makes the runner's executable a
+// target server.
+const Command = "serve"
+
+// Stats is the child's memory after a full garbage collection, with unused
+// memory returned to the system so that RSS counts what is kept.
+type Stats struct {
+	RSS        int64  `json:"rss"`         // VmRSS, bytes
+	HeapAlloc  uint64 `json:"heap_alloc"`  // live heap objects, bytes
+	StackInuse uint64 `json:"stack_inuse"` // goroutine stacks, bytes
+	Sys        uint64 `json:"sys"`         // memory obtained from the system, bytes
+	Goroutines int    `json:"goroutines"`
+}
+
+// Proc is a running child target.
+type Proc struct {
+	Target string
+	Addr   string // where it listens, "127.0.0.1:port"
+
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	out    *bufio.Reader
+	stderr *tail
+	mu     sync.Mutex // one command at a time
+}
+
+// Start starts target in a child process listening on addr (upstream is the
+// proxy's broker) and returns once it accepts connections.
+func Start(target, addr, upstream string) (*Proc, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, Command, "-target", target, "-listen", addr, "-upstream", upstream)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	p := &Proc{Target: target, Addr: addr, cmd: cmd, in: in, out: bufio.NewReader(out), stderr: &tail{}}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("proc: start %s: %w", target, err)
+	}
+	line, err := p.readLine(30 * time.Second)
+	if err != nil || line != "ready" {
+		_ = p.Stop()
+		return nil, fmt.Errorf("proc: %s did not start (%q, %v): %s", target, line, err, p.stderr)
+	}
+	return p, nil
+}
+
+// PID returns the child's process id.
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
+
+// Stats asks the child for its memory figures.
+func (p *Proc) Stats() (Stats, error) {
+	var s Stats
+	line, err := p.call("stats")
+	if err != nil {
+		return s, err
+	}
+	if err := json.Unmarshal([]byte(line), &s); err != nil {
+		return s, fmt.Errorf("proc: %s stats %q: %w", p.Target, line, err)
+	}
+	return s, nil
+}
+
+// StartCPUProfile makes the child write a CPU profile to path until
+// StopCPUProfile.
+func (p *Proc) StartCPUProfile(path string) error { return p.expectOK("cpuprofile " + path) }
+
+// StopCPUProfile ends the child's CPU profile.
+func (p *Proc) StopCPUProfile() error { return p.expectOK("stopprofile") }
+
+// WriteHeapProfile makes the child write a heap profile, after a garbage
+// collection, to path.
+func (p *Proc) WriteHeapProfile(path string) error { return p.expectOK("heapprofile " + path) }
+
+// WriteGoroutineProfile makes the child write a goroutine profile to path.
+func (p *Proc) WriteGoroutineProfile(path string) error {
+	return p.expectOK("goroutineprofile " + path)
+}
+
+func (p *Proc) expectOK(cmd string) error {
+	line, err := p.call(cmd)
+	if err != nil {
+		return err
+	}
+	if line != "ok" {
+		return fmt.Errorf("proc: %s %q: %s", p.Target, cmd, line)
+	}
+	return nil
+}
+
+// call sends one command and returns the answer line.
+func (p *Proc) call(cmd string) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := fmt.Fprintln(p.in, cmd); err != nil {
+		return "", fmt.Errorf("proc: %s: %w: %s", p.Target, err, p.stderr)
+	}
+	return p.readLine(60 * time.Second)
+}
+
+// readLine reads one line of the child's output within timeout.
+func (p *Proc) readLine(timeout time.Duration) (string, error) {
+	type result struct {
+		line string
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		line, err := p.out.ReadString('\n')
+		ch <- result{strings.TrimSpace(line), err}
+	}()
+	select {
+	case r := <-ch:
+		return r.line, r.err
+	case <-time.After(timeout):
+		return "", fmt.Errorf("proc: %s: no answer within %v", p.Target, timeout)
+	}
+}
+
+// Stop closes the child's input, which makes it shut down, and kills it if
+// it is still there after a few seconds.
+func (p *Proc) Stop() error {
+	_ = p.in.Close()
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		return errors.Join(errors.New("proc: "+p.Target+" killed after 10s"), <-done)
+	}
+}
+
+// WaitListening waits until addr accepts TCP connections.
+func WaitListening(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			return c.Close()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("proc: %s not listening after %v: %w", addr, timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// FreeAddr returns a loopback address with a port free at the time of the
+// call.
+func FreeAddr() (string, error) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// tail keeps the last few KiB written to it: a child's standard error, shown
+// when it fails.
+type tail struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailSize = 4 << 10
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > tailSize {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-tailSize:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(string(t.buf))
+}
