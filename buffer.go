@@ -42,6 +42,7 @@ type readBuffer struct {
 	pooled *[]byte // nil unless buf is a pooled buffer
 	buf    []byte  // small[:] or *pooled
 	r, w   int     // unread bytes are buf[r:w]
+	more   bool    // the last read filled the inline array: more is likely waiting
 	small  [idleReadSize]byte
 }
 
@@ -67,6 +68,9 @@ func (b *readBuffer) peek(n int) ([]byte, error) {
 	return b.buf[b.r : b.r+n], nil
 }
 
+// buffered returns the count of unread bytes held.
+func (b *readBuffer) buffered() int { return b.w - b.r }
+
 // discard consumes n bytes returned by peek.
 func (b *readBuffer) discard(n int) {
 	b.r += n
@@ -75,9 +79,20 @@ func (b *readBuffer) discard(n int) {
 	}
 }
 
-// read copies buffered bytes into p, or, with nothing buffered, reads from
-// the source straight into p.
+// read copies buffered bytes into p. With nothing buffered, it reads from
+// the source straight into p when p is at least a pooled buffer long, and
+// otherwise fills a pooled buffer: a short read into p would cost a system
+// call for a few bytes, while the buffer takes what follows (the next
+// frames, as data is flowing) in the same call.
 func (b *readBuffer) read(p []byte) (int, error) {
+	if b.r == b.w && len(p) < b.pool.size {
+		b.release()
+		b.grow()
+		if err := b.fill(1); err != nil {
+			b.release()
+			return 0, err
+		}
+	}
 	if b.r < b.w {
 		n := copy(p, b.buf[b.r:b.w])
 		b.discard(n)
@@ -87,14 +102,18 @@ func (b *readBuffer) read(p []byte) (int, error) {
 }
 
 // fill reads once from the source, making room for need contiguous bytes.
+// It reads into the inline array unless that holds too little or the last
+// read filled it (then more data is likely waiting, and a pooled buffer
+// takes it in fewer calls).
 func (b *readBuffer) fill(need int) error {
-	if b.r == b.w {
-		b.release()
+	if b.r == b.w && b.pooled == nil {
+		b.r, b.w = 0, 0
 	}
-	if len(b.buf)-b.r < need || b.w == len(b.buf) {
+	if len(b.buf)-b.r < need || b.w == len(b.buf) || (b.more && b.pooled == nil) {
 		b.grow()
 	}
 	n, err := b.src.Read(b.buf[b.w:])
+	b.more = b.pooled == nil && b.w+n == len(b.buf)
 	b.w += n
 	if n > 0 {
 		return nil

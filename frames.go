@@ -99,6 +99,13 @@ func (fr *frameReader) next() (ws.Header, []byte, error) {
 	return h, nil, nil
 }
 
+// dataHeaderBuffered reports whether the whole header of a data frame is
+// buffered already, so that next returns it without reading.
+func (fr *frameReader) dataHeaderBuffered() bool {
+	b := fr.buf.buf[fr.buf.r:fr.buf.w]
+	return len(b) >= ws.MinHeaderSize && !ws.OpCode(b[0]&0x0f).IsControl() && len(b) >= headerSize(b)
+}
+
 // headerSize returns the size of the frame header whose first two bytes are b.
 func headerSize(b []byte) int {
 	size := ws.MinHeaderSize

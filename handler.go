@@ -105,9 +105,10 @@ type Handler struct {
 	// negative value never drops.
 	PongTimeout time.Duration
 
-	// WriteTimeout bounds the sending of each frame, so that a client that
-	// stops reading cannot hold the backend's writer forever; past it the
-	// write fails and the stream closes. A deadline set on the stream
+	// WriteTimeout bounds the sending of each frame (a frame gets at least
+	// half of it, at most all), so that a client that stops reading cannot
+	// hold the backend's writer forever; past it the write fails and the
+	// stream closes. A deadline set on the stream
 	// applies too, whichever comes first. Zero means DefaultWriteTimeout; a
 	// negative value sets none.
 	WriteTimeout time.Duration

@@ -45,6 +45,7 @@ type Stream struct {
 
 	writeTimeout  time.Duration
 	writeDeadline atomic.Int64 // the deadline set through the stream, Unix ns; 0: none
+	armedUntil    atomic.Int64 // the write deadline armed for WriteTimeout, Unix ns; 0: none
 
 	keepalive keepalive
 
@@ -132,6 +133,7 @@ func (s *Stream) readLocked(p []byte) (int, error) {
 		if s.fr.remaining > 0 {
 			n, err := s.fr.readPayload(p)
 			if n > 0 {
+				n += s.readBuffered(p[n:])
 				s.bytesIn.Add(int64(n))
 				return n, nil
 			}
@@ -153,6 +155,36 @@ func (s *Stream) readLocked(p []byte) (int, error) {
 		// their payload.
 	}
 	return 0, s.readErr
+}
+
+// readBuffered copies into p the payload of the data frames already
+// buffered, without reading from the connection, so that a reader with room
+// gets every packet waiting in one call. It stops at a control frame and at
+// anything that fails, which the next Read meets.
+func (s *Stream) readBuffered(p []byte) int {
+	total := 0
+	for len(p) > 0 {
+		if s.fr.remaining == 0 {
+			if !s.fr.dataHeaderBuffered() {
+				break
+			}
+			h, _, err := s.fr.next()
+			if err != nil {
+				break
+			}
+			s.framesIn.Add(1)
+			s.keepalive.frameRead(h.OpCode)
+			continue
+		}
+		avail := s.fr.buf.buffered()
+		if avail == 0 {
+			break
+		}
+		n, _ := s.fr.readPayload(p[:min(len(p), avail)])
+		total += n
+		p = p[n:]
+	}
+	return total
 }
 
 // readFailed decides what a read error means for the stream and returns
@@ -239,16 +271,22 @@ func (s *Stream) writeFrameLocked(op ws.OpCode, payload []byte) error {
 }
 
 // armWriteDeadline bounds the next write by WriteTimeout, or by the deadline
-// set on the stream when that comes first.
+// set on the stream when that comes first. The connection's deadline is
+// moved only when the one in force would give the write less than half of
+// WriteTimeout, which saves a runtime call on most frames.
 func (s *Stream) armWriteDeadline() {
 	if s.writeTimeout <= 0 {
 		return
 	}
-	d := time.Now().Add(s.writeTimeout)
-	if user := s.writeDeadline.Load(); user != 0 && user < d.UnixNano() {
-		d = time.Unix(0, user)
+	want := time.Now().Add(s.writeTimeout).UnixNano()
+	if user := s.writeDeadline.Load(); user != 0 && user < want {
+		want = user
 	}
-	_ = s.conn.SetWriteDeadline(d)
+	if armed := s.armedUntil.Load(); armed != 0 && armed <= want && armed >= want-int64(s.writeTimeout/2) {
+		return
+	}
+	s.armedUntil.Store(want)
+	_ = s.conn.SetWriteDeadline(time.Unix(0, want))
 }
 
 // writeControl sends a control frame unless the stream can no longer send.
@@ -264,6 +302,7 @@ func (s *Stream) writeControl(op ws.OpCode, payload []byte) {
 // sendClose sends a close frame once. It bounds the time a stuck writer may
 // hold the stream with a write deadline.
 func (s *Stream) sendClose(code CloseCode, reason string) {
+	s.armedUntil.Store(0)
 	_ = s.conn.SetWriteDeadline(time.Now().Add(s.closeTimeout))
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
@@ -396,6 +435,7 @@ func (s *Stream) SetWriteDeadline(t time.Time) error {
 }
 
 func (s *Stream) storeWriteDeadline(t time.Time) {
+	s.armedUntil.Store(0)
 	if t.IsZero() {
 		s.writeDeadline.Store(0)
 	} else {

@@ -508,6 +508,8 @@ func TestShutdownClosesWith1001AndRefusesNewUpgrades(t *testing.T) {
 	url := serve(t, h)
 	c := dial(t, url)
 	c.send(binaryFrame([]byte("hello")))
+	// The client may see the 101 before the handler tracks the stream.
+	waitActive(t, h, 1)
 	done := make(chan error, 1)
 	go func() { done <- h.Shutdown(context.Background()) }()
 	h2, p, err := c.readFrame()
