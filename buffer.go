@@ -98,6 +98,7 @@ func (b *readBuffer) read(p []byte) (int, error) {
 		b.discard(n)
 		return n, nil
 	}
+	b.more = false
 	return b.src.Read(p)
 }
 
@@ -117,6 +118,9 @@ func (b *readBuffer) fill(need int) error {
 	b.w += n
 	if n > 0 {
 		return nil
+	}
+	if b.r == b.w {
+		b.release() // hold no pooled buffer while failing
 	}
 	if err == nil {
 		return io.ErrNoProgress
@@ -140,6 +144,7 @@ func (b *readBuffer) grow() {
 // release returns an empty pooled buffer and goes back to the inline one.
 func (b *readBuffer) release() {
 	b.r, b.w = 0, 0
+	b.more = false
 	if b.pooled != nil {
 		b.pool.put(b.pooled)
 		b.pooled = nil

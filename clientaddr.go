@@ -8,11 +8,13 @@ import (
 )
 
 // clientAddr returns the client's address: the TCP peer, unless the peer is
-// a trusted proxy, in which case the forwarding headers are walked from the
-// right (the hop the peer itself added) to the first address that is not a
-// trusted proxy. Forwarded (RFC 7239) is read when present, else
-// X-Forwarded-For, else X-Real-IP. Headers from untrusted peers are ignored.
-func clientAddr(peer net.Addr, h http.Header, trusted []netip.Prefix) net.Addr {
+// a trusted proxy, in which case the forwarding header the proxies set
+// (header: X-Forwarded-For, Forwarded as in RFC 7239, or X-Real-IP) is walked
+// from the right (the hop the peer itself added) to the first address that
+// is not a trusted proxy. Only that header is read: a client could send the
+// others through a proxy that leaves them alone. Headers from untrusted
+// peers are ignored.
+func clientAddr(peer net.Addr, h http.Header, trusted []netip.Prefix, header string) net.Addr {
 	if len(trusted) == 0 {
 		return peer
 	}
@@ -21,13 +23,13 @@ func clientAddr(peer net.Addr, h http.Header, trusted []netip.Prefix) net.Addr {
 		return peer
 	}
 	var hops []string
-	switch {
-	case len(h.Values("Forwarded")) > 0:
+	switch http.CanonicalHeaderKey(header) {
+	case "Forwarded":
 		hops = forwardedFor(h.Values("Forwarded"))
-	case len(h.Values("X-Forwarded-For")) > 0:
+	case "X-Real-Ip":
+		hops = listTokens(h.Values("X-Real-Ip"))
+	default:
 		hops = listTokens(h.Values("X-Forwarded-For"))
-	case h.Get("X-Real-Ip") != "":
-		hops = []string{strings.TrimSpace(h.Get("X-Real-Ip"))}
 	}
 	client := peerAP
 	for i := len(hops) - 1; i >= 0; i-- {

@@ -40,28 +40,23 @@ const (
 // (125 bytes less the 2-byte code).
 const maxCloseReason = ws.MaxControlFramePayloadSize - 2
 
-// CloseError reports how a stream was closed, or asks for a close code.
+// CloseError reports how mqttws closed a stream, or asks for a close code.
 //
 // A Backend returns one (possibly wrapped) to choose the code and reason the
-// client sees; Stream.Read returns one when the stream ended with anything
-// other than a normal close by the client.
+// client sees; Stream.Read returns one when mqttws closed the stream because
+// the client broke the protocol. (A close frame from the client, whatever
+// its code, ends Read with io.EOF.)
 type CloseError struct {
 	Code CloseCode
 	// Reason is sent to the client in the close frame: keep it short (it is
 	// cut to 123 bytes) and free of internals.
 	Reason string
-	// Remote tells whether the client sent this close (true) or mqttws did.
-	Remote bool
 	// Err is the cause, for logs only: the client never sees it.
 	Err error
 }
 
 func (e *CloseError) Error() string {
-	side := "server"
-	if e.Remote {
-		side = "client"
-	}
-	msg := fmt.Sprintf("mqttws: %s closed the WebSocket with %d", side, e.Code)
+	msg := fmt.Sprintf("mqttws: WebSocket closed with %d", e.Code)
 	if e.Reason != "" {
 		msg += ": " + e.Reason
 	}
@@ -75,13 +70,14 @@ func (e *CloseError) Error() string {
 func (e *CloseError) Unwrap() error { return e.Err }
 
 // closeCodeOf picks the close code a backend's result asks for: nil is a
-// normal close, a CloseError carries its own code, anything else is 1011.
+// normal close, a CloseError carries its own code (one a close frame may
+// carry), anything else is 1011.
 func closeCodeOf(err error) (CloseCode, string) {
 	if err == nil {
 		return CloseNormal, ""
 	}
 	var ce *CloseError
-	if errors.As(err, &ce) {
+	if errors.As(err, &ce) && validCloseCode(ce.Code) {
 		return ce.Code, ce.Reason
 	}
 	return CloseInternalError, "backend error"

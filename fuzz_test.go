@@ -156,7 +156,8 @@ func FuzzClientAddr(f *testing.F) {
 			h.Set("X-Real-Ip", realIP)
 		}
 		trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}
-		got := clientAddr(peerAddr, h, trusted)
+		header := []string{"X-Forwarded-For", "Forwarded", "X-Real-IP"}[len(peer)%3]
+		got := clientAddr(peerAddr, h, trusted, header)
 		if !isTrusted(peerAP.Addr(), trusted) && got != net.Addr(peerAddr) {
 			t.Fatalf("untrusted peer %s reported as %s", peer, got)
 		}

@@ -68,11 +68,17 @@ type Handler struct {
 	Authorize func(r *http.Request) (context.Context, error)
 
 	// TrustedProxies lists the networks of the reverse proxies whose
-	// Forwarded, X-Forwarded-For or X-Real-IP headers are believed. When the
-	// TCP peer is in one of them, Stream.RemoteAddr reports the client's
-	// address from those headers, walked from the right to the first hop
-	// that is not a trusted proxy. Empty: the headers are ignored.
+	// ClientAddrHeader is believed. When the TCP peer is in one of them,
+	// Stream.RemoteAddr reports the client's address from that header,
+	// walked from the right to the first hop that is not a trusted proxy.
+	// Empty: forwarding headers are ignored.
 	TrustedProxies []netip.Prefix
+
+	// ClientAddrHeader names the one forwarding header the trusted proxies
+	// set: "X-Forwarded-For" (the default), "Forwarded" (RFC 7239) or
+	// "X-Real-IP". The others are ignored, since a proxy may pass them on
+	// from the client untouched.
+	ClientAddrHeader string
 
 	// MaxConnections caps the connections served at once; requests over it
 	// get 503 with Retry-After before any upgrade. Zero means no cap.
@@ -105,10 +111,10 @@ type Handler struct {
 	// negative value never drops.
 	PongTimeout time.Duration
 
-	// WriteTimeout bounds the sending of each frame (a frame gets at least
-	// half of it, at most all), so that a client that stops reading cannot
-	// hold the backend's writer forever; past it the write fails and the
-	// stream closes. A deadline set on the stream
+	// WriteTimeout bounds each Write (all its frames) and each control
+	// frame: a write gets at least half of it, at most all, so that a client
+	// that stops reading cannot hold the backend's writer forever; past it
+	// the write fails and the stream closes. A deadline set on the stream
 	// applies too, whichever comes first. Zero means DefaultWriteTimeout; a
 	// negative value sets none.
 	WriteTimeout time.Duration
@@ -183,7 +189,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := newStream(conn, src, streamConfig{
 		pool:             h.bufferPool(),
 		subprotocol:      subprotocol,
-		remoteAddr:       clientAddr(conn.RemoteAddr(), r.Header, h.TrustedProxies),
+		remoteAddr:       clientAddr(conn.RemoteAddr(), r.Header, h.TrustedProxies, h.ClientAddrHeader),
 		maxFrameSize:     h.MaxFrameSize,
 		writeFrameSize:   h.WriteFrameSize,
 		pingInterval:     orDefault(h.PingInterval, DefaultPingInterval),

@@ -174,10 +174,11 @@ func TestRemoteAddrFromTrustedProxies(t *testing.T) {
 	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	proxies := append([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, loopback...)
 	cases := []struct {
-		name    string
-		trusted []netip.Prefix
-		header  http.Header
-		want    string // "" means the TCP peer
+		name       string
+		trusted    []netip.Prefix
+		addrHeader string
+		header     http.Header
+		want       string // "" means the TCP peer
 	}{
 		{
 			name:   "HeadersIgnoredWithoutTrustedProxies",
@@ -215,8 +216,9 @@ func TestRemoteAddrFromTrustedProxies(t *testing.T) {
 			want:    "10.0.0.1:0",
 		},
 		{
-			name:    "ForwardedWinsOverXForwardedFor",
-			trusted: loopback,
+			name:       "ForwardedWhenConfigured",
+			trusted:    loopback,
+			addrHeader: "Forwarded",
 			header: http.Header{
 				"Forwarded":       {`for=192.0.2.60;proto=https, for="[2001:db8::1]:4711"`},
 				"X-Forwarded-For": {"203.0.113.9"},
@@ -224,16 +226,27 @@ func TestRemoteAddrFromTrustedProxies(t *testing.T) {
 			want: "[2001:db8::1]:4711",
 		},
 		{
-			name:    "ObfuscatedHopStopsTheWalk",
+			name:    "ClientSentForwardedIsIgnoredBehindAnXForwardedForProxy",
 			trusted: loopback,
-			header:  http.Header{"Forwarded": {"for=192.0.2.60, for=_hidden"}},
-			want:    "",
+			header: http.Header{
+				"Forwarded":       {"for=1.2.3.4"},
+				"X-Forwarded-For": {"203.0.113.9"},
+			},
+			want: "203.0.113.9:0",
 		},
 		{
-			name:    "XRealIPWhenNothingElse",
-			trusted: loopback,
-			header:  http.Header{"X-Real-Ip": {"192.0.2.44"}},
-			want:    "192.0.2.44:0",
+			name:       "ObfuscatedHopStopsTheWalk",
+			trusted:    loopback,
+			addrHeader: "Forwarded",
+			header:     http.Header{"Forwarded": {"for=192.0.2.60, for=_hidden"}},
+			want:       "",
+		},
+		{
+			name:       "XRealIPWhenConfigured",
+			trusted:    loopback,
+			addrHeader: "X-Real-IP",
+			header:     http.Header{"X-Real-Ip": {"192.0.2.44"}, "X-Forwarded-For": {"6.6.6.6"}},
+			want:       "192.0.2.44:0",
 		},
 		{
 			name:    "GarbageIsIgnored",
@@ -247,7 +260,8 @@ func TestRemoteAddrFromTrustedProxies(t *testing.T) {
 			t.Parallel()
 			seen := make(chan string, 1)
 			h := &mqttws.Handler{
-				TrustedProxies: tc.trusted,
+				TrustedProxies:   tc.trusted,
+				ClientAddrHeader: tc.addrHeader,
 				Backend: mqttws.BackendFunc(func(_ context.Context, c net.Conn) error {
 					seen <- c.RemoteAddr().String()
 					return nil

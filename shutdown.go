@@ -94,7 +94,9 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 	h.mu.Unlock()
 
 	for _, s := range streams {
-		_ = s.CloseWith(CloseGoingAway, "server shutting down")
+		// In parallel: a close frame may wait for a write stuck on a client
+		// that reads nothing, up to CloseTimeout.
+		go func() { _ = s.CloseWith(CloseGoingAway, "server shutting down") }()
 	}
 	done := make(chan struct{})
 	go func() {

@@ -46,6 +46,7 @@ type Stream struct {
 	writeTimeout  time.Duration
 	writeDeadline atomic.Int64 // the deadline set through the stream, Unix ns; 0: none
 	armedUntil    atomic.Int64 // the write deadline armed for WriteTimeout, Unix ns; 0: none
+	closeDeadline atomic.Int64 // the write deadline of the close frame, Unix ns; 0: none
 
 	keepalive keepalive
 
@@ -282,6 +283,9 @@ func (s *Stream) armWriteDeadline() {
 	if user := s.writeDeadline.Load(); user != 0 && user < want {
 		want = user
 	}
+	if cd := s.closeDeadline.Load(); cd != 0 && cd < want {
+		want = cd
+	}
 	if armed := s.armedUntil.Load(); armed != 0 && armed <= want && armed >= want-int64(s.writeTimeout/2) {
 		return
 	}
@@ -302,8 +306,9 @@ func (s *Stream) writeControl(op ws.OpCode, payload []byte) {
 // sendClose sends a close frame once. It bounds the time a stuck writer may
 // hold the stream with a write deadline.
 func (s *Stream) sendClose(code CloseCode, reason string) {
-	s.armedUntil.Store(0)
-	_ = s.conn.SetWriteDeadline(time.Now().Add(s.closeTimeout))
+	cd := time.Now().Add(s.closeTimeout)
+	s.closeDeadline.CompareAndSwap(0, cd.UnixNano())
+	_ = s.conn.SetWriteDeadline(time.Unix(0, s.closeDeadline.Load()))
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if s.writeErr != nil || s.closeSent {
@@ -327,9 +332,10 @@ func (s *Stream) Close() error { return s.CloseWith(CloseNormal, "") }
 
 // CloseWith sends a close frame with code and reason (cut to fit 123
 // bytes) and returns; the TCP connection closes once the client answers with
-// its own close frame, or after the handler's CloseTimeout. Like a net.Conn's
-// Close, it does not wait for the peer: sending the frame is bounded by
-// CloseTimeout too. Closing an already closed stream does nothing.
+// its own close frame, or after the handler's CloseTimeout. It does not wait
+// for the client's answer; sending the frame, which may wait for a write
+// under way, is bounded by CloseTimeout. Closing an already closed stream
+// does nothing.
 func (s *Stream) CloseWith(code CloseCode, reason string) error {
 	if !s.closing.CompareAndSwap(false, true) {
 		return nil
@@ -339,23 +345,28 @@ func (s *Stream) CloseWith(code CloseCode, reason string) error {
 		return nil // the connection is gone already
 	default:
 	}
+	if s.cancel != nil {
+		s.cancel() // the backend's context: the connection is ending
+	}
 	s.sendClose(code, reason)
 	_ = s.conn.SetReadDeadline(time.Now().Add(s.closeTimeout))
 	s.closeTimer.Store(time.AfterFunc(s.closeTimeout, s.closeConn))
-	if s.readMu.TryLock() {
-		if s.readErr != nil { // reading is over: nothing to wait for
-			s.readMu.Unlock()
-			s.closeConn()
-			return nil
-		}
-		// No Read is under way to see the reply: wait for it here.
-		go func() {
-			defer s.readMu.Unlock()
-			s.drainLocked()
-		}()
+	select {
+	case <-s.done: // closed meanwhile, maybe before the timer was stored
+		s.closeTimer.Load().Stop()
+		return nil
+	default:
 	}
-	// Otherwise the Read under way ends the stream when the reply (or the
-	// read deadline) comes, and the timer closes it if nobody reads again.
+	// Whoever reads next (the backend, or the handler once the backend has
+	// returned) meets the client's reply and closes the connection; the
+	// timer closes it if nobody does in time.
+	if s.readMu.TryLock() {
+		over := s.readErr != nil
+		s.readMu.Unlock()
+		if over { // reading is over: no reply will be read
+			s.closeConn()
+		}
+	}
 	return nil
 }
 
@@ -364,10 +375,6 @@ func (s *Stream) CloseWith(code CloseCode, reason string) error {
 func (s *Stream) drain() {
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
-	s.drainLocked()
-}
-
-func (s *Stream) drainLocked() {
 	var discard [512]byte
 	for s.readErr == nil {
 		_, _ = s.readLocked(discard[:])
@@ -418,8 +425,10 @@ func (s *Stream) RemoteAddr() net.Addr { return s.remoteAddr }
 
 // SetDeadline sets the read and write deadlines of the connection.
 func (s *Stream) SetDeadline(t time.Time) error {
-	s.storeWriteDeadline(t)
-	return s.conn.SetDeadline(t)
+	if err := s.conn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return s.SetWriteDeadline(t)
 }
 
 // SetReadDeadline sets the deadline for Read. An expired deadline fails the
@@ -428,19 +437,25 @@ func (s *Stream) SetReadDeadline(t time.Time) error { return s.conn.SetReadDeadl
 
 // SetWriteDeadline sets the deadline for Write. A write that expires closes
 // the stream: part of a frame may already be out. The handler's
-// WriteTimeout still bounds each write when it comes first.
+// WriteTimeout still bounds each write when it comes first, the write under
+// way included.
 func (s *Stream) SetWriteDeadline(t time.Time) error {
-	s.storeWriteDeadline(t)
-	return s.conn.SetWriteDeadline(t)
-}
-
-func (s *Stream) storeWriteDeadline(t time.Time) {
-	s.armedUntil.Store(0)
+	eff := t.UnixNano()
 	if t.IsZero() {
 		s.writeDeadline.Store(0)
+		eff = 0
 	} else {
-		s.writeDeadline.Store(t.UnixNano())
+		s.writeDeadline.Store(eff)
 	}
+	for _, bound := range []int64{s.armedUntil.Load(), s.closeDeadline.Load()} {
+		if bound != 0 && (eff == 0 || bound < eff) {
+			eff = bound
+		}
+	}
+	if eff == 0 {
+		return s.conn.SetWriteDeadline(time.Time{})
+	}
+	return s.conn.SetWriteDeadline(time.Unix(0, eff))
 }
 
 // isTimeout reports whether err is an expired deadline.
