@@ -199,7 +199,7 @@ func startNginx(t *testing.T, upstream string) string {
 }
 
 func tryNginx(t *testing.T, upstream string) (string, error) {
-	port, err := freePort()
+	port, err := testbroker.FreePort()
 	if err != nil {
 		return "", err
 	}
@@ -208,7 +208,7 @@ func tryNginx(t *testing.T, upstream string) (string, error) {
 	if err := os.WriteFile(conf, []byte(nginxConfig(dir, port, upstream)), 0o600); err != nil {
 		return "", err
 	}
-	var log lockedBuffer
+	var log testbroker.LockedBuffer
 	cmd := exec.Command(nginxPath, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
 	cmd.Stdout = &log
 	cmd.Stderr = &log

@@ -1,6 +1,10 @@
 package interop
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/mqttws/mqttws/internal/testbroker"
+)
 
 // The MQTT 3.1.1 packets of the framed client, encoded by hand so that the
 // test owns every byte.
@@ -13,13 +17,13 @@ var (
 // connectPacket returns a CONNECT with a clean session.
 func connectPacket(clientID string, keepalive uint16) []byte {
 	body := []byte{0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02, byte(keepalive >> 8), byte(keepalive)}
-	return packet(0x10, appendString(body, clientID))
+	return testbroker.Packet(0x10, appendString(body, clientID))
 }
 
 // subscribePacket returns a SUBSCRIBE to one filter.
 func subscribePacket(id uint16, filter string, qos byte) []byte {
 	body := appendString([]byte{byte(id >> 8), byte(id)}, filter)
-	return packet(0x82, append(body, qos))
+	return testbroker.Packet(0x82, append(body, qos))
 }
 
 // publishPacket returns a PUBLISH at QoS 0 (id unused) or 1.
@@ -28,7 +32,7 @@ func publishPacket(topic string, qos int, id uint16, payload []byte) []byte {
 	if qos > 0 {
 		body = append(body, byte(id>>8), byte(id))
 	}
-	return packet(0x30|byte(qos)<<1, append(body, payload...))
+	return testbroker.Packet(0x30|byte(qos)<<1, append(body, payload...))
 }
 
 func pubackPacket(id uint16) []byte {
@@ -38,24 +42,6 @@ func pubackPacket(id uint16) []byte {
 func appendString(b []byte, s string) []byte {
 	b = append(b, byte(len(s)>>8), byte(len(s)))
 	return append(b, s...)
-}
-
-// packet returns a packet of the given first byte and body, with its
-// remaining length (MQTT 2.2.3).
-func packet(first byte, body []byte) []byte {
-	p := []byte{first}
-	for n := len(body); ; {
-		b := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			b |= 0x80
-		}
-		p = append(p, b)
-		if n == 0 {
-			break
-		}
-	}
-	return append(p, body...)
 }
 
 // splitPacket returns the first whole packet of b and its length, or nil

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mqttws/mqttws/internal/testbroker"
 )
 
 // Where Debian's packages install the peers.
@@ -130,7 +132,7 @@ type process struct {
 	name   string
 	cmd    *exec.Cmd
 	stdout firstLine
-	stderr lockedBuffer
+	stderr testbroker.LockedBuffer
 	exited chan struct{}
 	err    error // cmd.Wait's, once exited is closed
 }
@@ -208,39 +210,21 @@ func tail(log string) string {
 
 // firstLine keeps what a child prints and sends its first line on first.
 type firstLine struct {
-	lockedBuffer
+	testbroker.LockedBuffer
 	first chan string
+	mu    sync.Mutex
 	sent  bool
 }
 
 func (w *firstLine) Write(p []byte) (int, error) {
-	n, _ := w.lockedBuffer.Write(p)
+	n, _ := w.LockedBuffer.Write(p)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if line, _, ok := strings.Cut(w.buf.String(), "\n"); ok && !w.sent {
+	if line, _, ok := strings.Cut(w.LockedBuffer.String(), "\n"); ok && !w.sent {
 		w.sent = true
 		w.first <- line
 	}
 	return n, nil
-}
-
-// lockedBuffer collects a child's output; exec copies into it from a
-// goroutine of its own.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // runScript runs a script of js/ with node, plan as JSON on its standard
@@ -260,7 +244,7 @@ func runScript(t testing.TB, timeout time.Duration, script string, plan, out any
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, filepath.Join("js", script))
 	cmd.Stdin = bytes.NewReader(in)
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testbroker.LockedBuffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
 	cmd.SysProcAttr = sysProcAttr()

@@ -120,11 +120,11 @@ func startReference(t testing.TB) target {
 }
 
 func startMosquittoWebSockets(t testing.TB) (string, error) {
-	port, err := freePort()
+	port, err := testbroker.FreePort()
 	if err != nil {
 		return "", err
 	}
-	tcpPort, err := freePort()
+	tcpPort, err := testbroker.FreePort()
 	if err != nil {
 		return "", err
 	}
@@ -155,7 +155,7 @@ func startMosquittoWebSockets(t testing.TB) (string, error) {
 		return "", err
 	}
 
-	var log lockedBuffer
+	var log testbroker.LockedBuffer
 	cmd := exec.Command(testbroker.MosquittoPath, "-c", path)
 	cmd.Stdout = &log
 	cmd.Stderr = &log
@@ -189,17 +189,6 @@ func startMosquittoWebSockets(t testing.TB) (string, error) {
 		}
 	})
 	return "ws://" + addr + "/mqtt", nil
-}
-
-// freePort returns a loopback TCP port that was free a moment ago, from
-// the ephemeral range.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // accepts reports whether a TCP connection to addr succeeds.

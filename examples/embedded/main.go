@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,9 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
@@ -20,10 +16,6 @@ import (
 	"github.com/mqttws/mqttws/backend/mochi"
 	"github.com/mqttws/mqttws/examples/internal/options"
 )
-
-// shutdownTimeout bounds a stop: the HTTP server's, then the WebSocket
-// connections'.
-const shutdownTimeout = 10 * time.Second
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8080", "`address` to serve HTTP on")
@@ -84,56 +76,12 @@ func run(listen, path string, opts options.Handler, log *slog.Logger) error {
 		_ = broker.Close()
 		return fmt.Errorf("cannot serve on -listen %s: %w", listen, err)
 	}
-	srv := &http.Server{
-		Handler:           routes(path, ws, metrics, log),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	err = options.Serve(ln, routes(path, ws, metrics, log), ws, log, func(host string) string {
+		return fmt.Sprintf("mqttws embedded: open http://%s/ (MQTT over WebSocket at ws://%s%s)", host, host, path)
+	})
+	// The broker goes last: the WebSocket connections are closed by now.
+	if cerr := broker.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("mochi close: %w", cerr))
 	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-
-	host := displayHost(ln.Addr())
-	fmt.Printf("mqttws embedded: open http://%s/ (MQTT over WebSocket at ws://%s%s)\n", host, host, path)
-
-	var serveErr error
-	select {
-	case <-ctx.Done():
-		stop() // a second signal kills the program at once
-		log.Info("shutting down")
-	case err := <-served:
-		serveErr = fmt.Errorf("http server: %w", err)
-	}
-
-	// http.Server.Shutdown leaves hijacked connections alone: the WebSocket
-	// handler closes its own, which ends their broker clients.
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	errs := []error{serveErr}
-	if err := srv.Shutdown(sctx); err != nil {
-		errs = append(errs, fmt.Errorf("http server shutdown: %w", err))
-		_ = srv.Close()
-	}
-	if err := ws.Shutdown(sctx); err != nil {
-		errs = append(errs, fmt.Errorf("closing WebSocket connections: %w", err))
-	}
-	if err := broker.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("mochi close: %w", err))
-	}
-	return errors.Join(errs...)
-}
-
-// displayHost returns host:port of addr for a URL, with "localhost" for a
-// wildcard address such as ":8080".
-func displayHost(addr net.Addr) string {
-	host, port, err := net.SplitHostPort(addr.String())
-	if err != nil {
-		return addr.String()
-	}
-	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-		host = "localhost"
-	}
-	return net.JoinHostPort(host, port)
+	return err
 }

@@ -1,27 +1,19 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/mqttws/mqttws"
 	"github.com/mqttws/mqttws/backend"
 	"github.com/mqttws/mqttws/examples/internal/options"
 )
-
-// shutdownTimeout bounds a stop: the HTTP server's, then the WebSocket
-// connections'.
-const shutdownTimeout = 10 * time.Second
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8080", "`address` to serve HTTP on")
@@ -81,44 +73,13 @@ func run(listen string, d *backend.Dialer, path string, opts options.Handler, lo
 	if err != nil {
 		return fmt.Errorf("cannot serve on -listen %s: %w", listen, err)
 	}
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-
-	fmt.Printf("mqttws: serving ws://%s%s\n", displayHost(ln.Addr()), path)
 	for _, u := range d.Addresses {
 		go checkUpstream(u, log)
 	}
-
-	var serveErr error
-	select {
-	case <-ctx.Done():
-		stop() // a second signal kills the program at once
-		log.Info("shutting down")
-	case err := <-served:
-		serveErr = fmt.Errorf("http server: %w", err)
-	}
-
-	// http.Server.Shutdown leaves hijacked connections alone: the WebSocket
-	// handler closes its own, which closes their broker connections.
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	errs := []error{serveErr}
-	if err := srv.Shutdown(sctx); err != nil {
-		errs = append(errs, fmt.Errorf("http server shutdown: %w", err))
-		_ = srv.Close()
-	}
-	if err := ws.Shutdown(sctx); err != nil {
-		errs = append(errs, fmt.Errorf("closing WebSocket connections: %w", err))
-	}
-	return errors.Join(errs...)
+	// Closing the WebSocket connections closes their broker connections.
+	return options.Serve(ln, mux, ws, log, func(host string) string {
+		return fmt.Sprintf("mqttws: serving ws://%s%s", host, path)
+	})
 }
 
 // checkUpstream warns when the broker cannot be reached at startup: clients
@@ -142,17 +103,4 @@ func splitList(v string) []string {
 		}
 	}
 	return items
-}
-
-// displayHost returns host:port of addr for a URL, with "localhost" for a
-// wildcard address such as ":8080".
-func displayHost(addr net.Addr) string {
-	host, port, err := net.SplitHostPort(addr.String())
-	if err != nil {
-		return addr.String()
-	}
-	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-		host = "localhost"
-	}
-	return net.JoinHostPort(host, port)
 }

@@ -10,6 +10,8 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 
 	"github.com/mqttws/mqttws"
+
+	"github.com/mqttws/mqttws/internal/testbroker"
 )
 
 // TestSubscriberThatStopsReadingKeepsMemoryBounded floods a subscriber that
@@ -50,7 +52,7 @@ func TestSubscriberThatStopsReadingKeepsMemoryBounded(t *testing.T) {
 	sent := 0
 	for ; sent < messages && time.Now().Before(deadline); sent++ {
 		copy(payload, fmt.Sprint(sent))
-		if err := pub.write(publish("bp/flood", payload)); err != nil {
+		if err := pub.write(testbroker.PublishPacket("bp/flood", payload)); err != nil {
 			t.Fatalf("publish %d: %v", sent, err)
 		}
 		if sent%500 == 0 {

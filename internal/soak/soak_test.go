@@ -22,6 +22,7 @@ import (
 
 	"github.com/mqttws/mqttws"
 	"github.com/mqttws/mqttws/backend/mochi"
+	"github.com/mqttws/mqttws/internal/testbroker"
 )
 
 // Environment of the child process that runs the clients.
@@ -102,7 +103,7 @@ func runClients(url string, clients, messages int) int {
 			topic := fmt.Sprintf("soak/%d", i)
 			for j := range messages {
 				want := []byte(fmt.Sprintf("client %d message %d", i, j))
-				if err := c.write(publish(topic, want)); err != nil {
+				if err := c.write(testbroker.PublishPacket(topic, want)); err != nil {
 					fail(err)
 					return
 				}
@@ -124,24 +125,6 @@ func runClients(url string, clients, messages int) int {
 	s.Received = int(received.Load())
 	_ = json.NewEncoder(os.Stdout).Encode(s)
 	return 0
-}
-
-func publish(topic string, payload []byte) []byte {
-	body := append([]byte{byte(len(topic) >> 8), byte(len(topic))}, topic...)
-	body = append(body, payload...)
-	pkt := []byte{0x30}
-	for n := len(body); ; {
-		b := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			b |= 0x80
-		}
-		pkt = append(pkt, b)
-		if n == 0 {
-			break
-		}
-	}
-	return append(pkt, body...)
 }
 
 // startBroker runs mochi with mqttws in front, on loopback.

@@ -78,7 +78,7 @@ func Start(t testing.TB, opts Options) *Mosquitto {
 }
 
 func start(t testing.TB, opts Options) (*Mosquitto, error) {
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +97,7 @@ func start(t testing.TB, opts Options) (*Mosquitto, error) {
 		return nil, err
 	}
 
-	var log lockedBuffer
+	var log LockedBuffer
 	cmd := exec.Command(MosquittoPath, "-c", conf)
 	cmd.Stdout = &log
 	cmd.Stderr = &log
@@ -158,7 +158,7 @@ func config(port int, opts Options) string {
 // waitListening waits until the broker says it runs, which it does once it
 // has opened every listener, and its listeners accept connections; or until
 // it exits (a listener it could not open, such as a port taken meanwhile).
-func waitListening(m *Mosquitto, log *lockedBuffer, exited <-chan error) error {
+func waitListening(m *Mosquitto, log *LockedBuffer, exited <-chan error) error {
 	deadline := time.Now().Add(startTimeout)
 	accepts := func(network, addr string) bool {
 		c, err := net.DialTimeout(network, addr, 100*time.Millisecond)
@@ -185,8 +185,8 @@ func waitListening(m *Mosquitto, log *lockedBuffer, exited <-chan error) error {
 	}
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -199,27 +199,27 @@ func freePort() (int, error) {
 // that was just released).
 func ClosedAddr(t testing.TB) string {
 	t.Helper()
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
-// lockedBuffer collects the broker's output; exec copies into it from its
-// own goroutine.
-type lockedBuffer struct {
+// LockedBuffer collects a child process's output; exec copies into it from
+// its own goroutine.
+type LockedBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *LockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()

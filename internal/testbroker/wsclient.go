@@ -169,13 +169,13 @@ func ConnectPacketWithWill(clientID string, keepalive uint16, willTopic string, 
 		body = appendString(body, []byte(willTopic))
 		body = appendString(body, will)
 	}
-	return appendPacket(0x10, body)
+	return Packet(0x10, body)
 }
 
 // PublishPacket returns an MQTT QoS 0 PUBLISH packet.
 func PublishPacket(topic string, payload []byte) []byte {
 	body := appendString(nil, []byte(topic))
-	return appendPacket(0x30, append(body, payload...))
+	return Packet(0x30, append(body, payload...))
 }
 
 // appendString appends s with its 2-byte length (MQTT 1.5.3).
@@ -184,9 +184,9 @@ func appendString(b, s []byte) []byte {
 	return append(b, s...)
 }
 
-// appendPacket returns a packet of the given first byte and body, with the
+// Packet returns a packet of the given first byte and body, with the
 // remaining length encoded as MQTT's variable byte integer (MQTT 2.2.3).
-func appendPacket(first byte, body []byte) []byte {
+func Packet(first byte, body []byte) []byte {
 	p := []byte{first}
 	n := len(body)
 	for {
