@@ -146,21 +146,29 @@ func TestStreamsAreSpreadOverTheNodes(t *testing.T) {
 	}
 }
 
-func TestClientResetClosesTheBrokerConnectionWithinASecond(t *testing.T) {
-	t.Parallel()
-	brokerSide := make(chan net.Conn, 1)
+// acceptOne is a broker stand-in that accepts one connection and hands it
+// over.
+func acceptOne(t *testing.T) (string, <-chan net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { _ = ln.Close() })
+	accepted := make(chan net.Conn, 1)
 	go func() {
 		c, err := ln.Accept()
 		if err == nil {
-			brokerSide <- c
+			accepted <- c
 		}
 	}()
-	srv := serve(t, backend.Dial(ln.Addr().String()))
+	return ln.Addr().String(), accepted
+}
+
+func TestClientResetClosesTheBrokerConnectionWithinASecond(t *testing.T) {
+	t.Parallel()
+	addr, brokerSide := acceptOne(t)
+	srv := serve(t, backend.Dial(addr))
 	c := testbroker.DialWS(t, srv.URL)
 	var broker net.Conn
 	select {
@@ -183,19 +191,8 @@ func TestClientResetClosesTheBrokerConnectionWithinASecond(t *testing.T) {
 
 func TestBrokerKilledMidStreamClosesWith1011(t *testing.T) {
 	t.Parallel()
-	brokerSide := make(chan net.Conn, 1)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			brokerSide <- c
-		}
-	}()
-	srv := serve(t, backend.Dial(ln.Addr().String()))
+	addr, brokerSide := acceptOne(t)
+	srv := serve(t, backend.Dial(addr))
 	c := testbroker.DialWS(t, srv.URL)
 	if err := c.WriteFrame(ws.NewBinaryFrame([]byte("half a packet"))); err != nil {
 		t.Fatal(err)
