@@ -21,14 +21,21 @@ const ShutdownTimeout = 10 * time.Second
 
 // Serve serves handler on ln until SIGINT or SIGTERM, printing
 // banner(host:port) as one line on stdout once it serves, then stops the
-// HTTP server and, since http.Server.Shutdown leaves hijacked connections
-// alone, the WebSocket connections of ws (closed with 1001).
+// HTTP server and, through http.Server.RegisterOnShutdown, the WebSocket
+// connections of ws (closed with 1001), within ShutdownTimeout.
 func Serve(ln net.Listener, handler http.Handler, ws *mqttws.Handler, log *slog.Logger, banner func(host string) string) error {
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second, // a handshake sent byte by byte is cut off
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// http.Server.Shutdown leaves hijacked connections alone: have it start
+	// the handler's own shutdown, which closes them with 1001.
+	sctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wsDone := make(chan error, 1)
+	srv.RegisterOnShutdown(func() { wsDone <- ws.Shutdown(sctx) })
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	served := make(chan error, 1)
@@ -44,14 +51,14 @@ func Serve(ln net.Listener, handler http.Handler, ws *mqttws.Handler, log *slog.
 		serveErr = fmt.Errorf("http server: %w", err)
 	}
 
-	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
-	defer cancel()
+	timer := time.AfterFunc(ShutdownTimeout, cancel)
+	defer timer.Stop()
 	errs := []error{serveErr}
 	if err := srv.Shutdown(sctx); err != nil {
 		errs = append(errs, fmt.Errorf("http server shutdown: %w", err))
 		_ = srv.Close()
 	}
-	if err := ws.Shutdown(sctx); err != nil {
+	if err := <-wsDone; err != nil {
 		errs = append(errs, fmt.Errorf("closing WebSocket connections: %w", err))
 	}
 	return errors.Join(errs...)
