@@ -27,7 +27,10 @@ func clientAddr(peer net.Addr, h http.Header, trusted []netip.Prefix, header str
 	case "Forwarded":
 		hops = forwardedFor(h.Values("Forwarded"))
 	case "X-Real-Ip":
-		hops = listTokens(h.Values("X-Real-Ip"))
+		// One address, not a list; the proxy's own field is the last.
+		if v := h.Values("X-Real-Ip"); len(v) > 0 {
+			hops = []string{strings.TrimSpace(v[len(v)-1])}
+		}
 	default:
 		hops = listTokens(h.Values("X-Forwarded-For"))
 	}
