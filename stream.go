@@ -140,12 +140,10 @@ func (s *Stream) readLocked(p []byte) (int, error) {
 			}
 			return 0, s.readFailed(err)
 		}
-		h, payload, err := s.fr.next()
+		h, payload, err := s.nextFrame()
 		if err != nil {
 			return 0, s.readFailed(err)
 		}
-		s.framesIn.Add(1)
-		s.keepalive.frameRead(h.OpCode)
 		switch h.OpCode {
 		case ws.OpPing:
 			s.writeControl(ws.OpPong, payload)
@@ -156,6 +154,17 @@ func (s *Stream) readLocked(p []byte) (int, error) {
 		// their payload.
 	}
 	return 0, s.readErr
+}
+
+// nextFrame reads the next frame header (and a control frame's payload, see
+// frameReader.next) and counts the frame.
+func (s *Stream) nextFrame() (ws.Header, []byte, error) {
+	h, payload, err := s.fr.next()
+	if err == nil {
+		s.framesIn.Add(1)
+		s.keepalive.frameRead(h.OpCode)
+	}
+	return h, payload, err
 }
 
 // readBuffered copies into p the payload of the data frames already
@@ -169,12 +178,9 @@ func (s *Stream) readBuffered(p []byte) int {
 			if !s.fr.dataHeaderBuffered() {
 				break
 			}
-			h, _, err := s.fr.next()
-			if err != nil {
+			if _, _, err := s.nextFrame(); err != nil {
 				break
 			}
-			s.framesIn.Add(1)
-			s.keepalive.frameRead(h.OpCode)
 			continue
 		}
 		avail := s.fr.buf.buffered()
@@ -380,9 +386,6 @@ func (s *Stream) drain() {
 		_, _ = s.readLocked(discard[:])
 	}
 }
-
-// Done returns a channel closed once the TCP connection is closed.
-func (s *Stream) Done() <-chan struct{} { return s.done }
 
 // closeConn closes the TCP connection once and ends the backend's context.
 func (s *Stream) closeConn() {

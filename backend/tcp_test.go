@@ -3,7 +3,6 @@ package backend_test
 import (
 	"bytes"
 	"crypto/tls"
-	"fmt"
 	"net"
 	"path/filepath"
 	"sync"
@@ -72,20 +71,7 @@ func TestPublishedPayloadsArriveByteExact(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := serve(t, tt.dialer(t))
-			for _, qos := range testbroker.QoSLevels {
-				for _, size := range testbroker.PayloadSizes {
-					t.Run(fmt.Sprintf("QoS%d/%s", qos, size.Name), func(t *testing.T) {
-						t.Parallel()
-						testbroker.Transfer{
-							QoS:     qos,
-							Size:    size.Size,
-							Count:   size.Count,
-							Timeout: 30 * time.Second,
-						}.Run(t, srv.URL)
-					})
-				}
-			}
+			testbroker.RunTransfers(t, serve(t, tt.dialer(t)).URL)
 		})
 	}
 }
@@ -313,20 +299,8 @@ func TestShutdownDuringDialClosesWith1001AtOnce(t *testing.T) {
 	c := testbroker.DialWS(t, srv.URL)
 	srv.WaitActiveStreams(1, 5*time.Second)
 
-	start := time.Now()
-	done := make(chan struct{})
-	go func() {
-		srv.Close()
-		close(done)
-	}()
-	c.ExpectClose(t, mqttws.CloseGoingAway, 5*time.Second)
-	select {
-	case <-done:
-		if d := time.Since(start); d > 2*time.Second {
-			t.Errorf("Shutdown took %v with a dial under way, want it to cancel the dial", d)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Shutdown did not return within 10s: the dial under way was not canceled")
+	if d := shutdownClosing(t, srv, c); d > 2*time.Second {
+		t.Errorf("Shutdown took %v with a dial under way, want it to cancel the dial", d)
 	}
 }
 
@@ -335,8 +309,19 @@ func TestHandlerShutdownClosesWith1001AndEndsBrokerConnection(t *testing.T) {
 	srv := serve(t, backend.Dial(testbroker.StartMosquitto(t)))
 	c := testbroker.ConnectRaw(t, srv.URL, testbroker.ClientID("shutdown"))
 
-	done := make(chan struct{})
+	// A broker that closes once its connection is half-closed lets Shutdown
+	// return at once, without waiting out the relay's linger.
+	if d := shutdownClosing(t, srv, c); d > 2*time.Second {
+		t.Errorf("Shutdown took %v, want well under the 5s linger", d)
+	}
+}
+
+// shutdownClosing shuts srv down, checks that c gets 1001, and returns how
+// long the shutdown took; it fails the test past 10s.
+func shutdownClosing(t *testing.T, srv *testbroker.Server, c *testbroker.WSClient) time.Duration {
+	t.Helper()
 	start := time.Now()
+	done := make(chan struct{})
 	go func() {
 		srv.Close()
 		close(done)
@@ -344,12 +329,9 @@ func TestHandlerShutdownClosesWith1001AndEndsBrokerConnection(t *testing.T) {
 	c.ExpectClose(t, mqttws.CloseGoingAway, 5*time.Second)
 	select {
 	case <-done:
-		// A broker that closes once its connection is half-closed lets
-		// Shutdown return at once, without waiting out the relay's linger.
-		if d := time.Since(start); d > 2*time.Second {
-			t.Errorf("Shutdown took %v, want well under the 5s linger", d)
-		}
+		return time.Since(start)
 	case <-time.After(10 * time.Second):
 		t.Fatal("Shutdown did not return within 10s")
+		return 0
 	}
 }

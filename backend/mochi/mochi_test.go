@@ -88,19 +88,7 @@ func (b *broker) closeServer() {
 func TestPublishedPayloadsArriveByteExact(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, mochi.Options{})
-	for _, qos := range testbroker.QoSLevels {
-		for _, size := range testbroker.PayloadSizes {
-			t.Run(fmt.Sprintf("QoS%d/%s", qos, size.Name), func(t *testing.T) {
-				t.Parallel()
-				testbroker.Transfer{
-					QoS:     qos,
-					Size:    size.Size,
-					Count:   size.Count,
-					Timeout: 30 * time.Second,
-				}.Run(t, b.http.URL)
-			})
-		}
-	}
+	testbroker.RunTransfers(t, b.http.URL)
 }
 
 func TestHooksReachTheStreamSubprotocol(t *testing.T) {

@@ -24,13 +24,13 @@ func main() {
 	opts.Register(flag.CommandLine)
 	flag.Parse()
 	if flag.NArg() > 0 {
-		usageError(fmt.Sprintf("unexpected argument %q", flag.Arg(0)))
+		options.UsageError("embedded", fmt.Sprintf("unexpected argument %q", flag.Arg(0)))
 	}
 	if err := checkPath(*path); err != nil {
-		usageError(err.Error())
+		options.UsageError("embedded", err.Error())
 	}
 	if err := opts.Check(); err != nil {
-		usageError(err.Error())
+		options.UsageError("embedded", err.Error())
 	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -39,12 +39,6 @@ func main() {
 		log.Error("embedded: " + err.Error())
 		os.Exit(1)
 	}
-}
-
-func usageError(msg string) {
-	fmt.Fprintf(os.Stderr, "embedded: %s\n", msg)
-	flag.Usage()
-	os.Exit(2)
 }
 
 // run serves until SIGINT or SIGTERM, then stops everything in order.

@@ -27,21 +27,21 @@ func main() {
 	ppVersion, ppOK := map[string]int{"off": 0, "v1": 1, "v2": 2}[*proxyProtocol]
 	switch {
 	case flag.NArg() > 0:
-		usageError(fmt.Sprintf("unexpected argument %q", flag.Arg(0)))
+		options.UsageError("proxy", fmt.Sprintf("unexpected argument %q", flag.Arg(0)))
 	case len(upstreams) == 0:
-		usageError("-upstream is required: the broker's host:port, such as -upstream 127.0.0.1:1883")
+		options.UsageError("proxy", "-upstream is required: the broker's host:port, such as -upstream 127.0.0.1:1883")
 	case !strings.HasPrefix(*path, "/") || strings.ContainsAny(*path, "{} \t"):
-		usageError(fmt.Sprintf("-path %q: want a URL path such as /mqtt", *path))
+		options.UsageError("proxy", fmt.Sprintf("-path %q: want a URL path such as /mqtt", *path))
 	case !ppOK:
-		usageError(fmt.Sprintf("-proxy-protocol %q: want off, v1 or v2", *proxyProtocol))
+		options.UsageError("proxy", fmt.Sprintf("-proxy-protocol %q: want off, v1 or v2", *proxyProtocol))
 	}
 	for _, u := range upstreams {
 		if _, _, err := net.SplitHostPort(u); err != nil {
-			usageError(fmt.Sprintf("-upstream %q: want host:port: %v", u, err))
+			options.UsageError("proxy", fmt.Sprintf("-upstream %q: want host:port: %v", u, err))
 		}
 	}
 	if err := opts.Check(); err != nil {
-		usageError(err.Error())
+		options.UsageError("proxy", err.Error())
 	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -51,12 +51,6 @@ func main() {
 		log.Error("proxy: " + err.Error())
 		os.Exit(1)
 	}
-}
-
-func usageError(msg string) {
-	fmt.Fprintf(os.Stderr, "proxy: %s\n", msg)
-	flag.Usage()
-	os.Exit(2)
 }
 
 // run serves until SIGINT or SIGTERM, then stops everything in order.

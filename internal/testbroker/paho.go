@@ -176,3 +176,22 @@ func diff(got, want []byte) string {
 	}
 	return "payloads equal"
 }
+
+// RunTransfers runs a parallel subtest of Transfer.Run against url for each
+// of QoSLevels × PayloadSizes.
+func RunTransfers(t *testing.T, url string) {
+	t.Helper()
+	for _, qos := range QoSLevels {
+		for _, size := range PayloadSizes {
+			t.Run(fmt.Sprintf("QoS%d/%s", qos, size.Name), func(t *testing.T) {
+				t.Parallel()
+				Transfer{
+					QoS:     qos,
+					Size:    size.Size,
+					Count:   size.Count,
+					Timeout: 30 * time.Second,
+				}.Run(t, url)
+			})
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -47,6 +48,14 @@ func (o *Handler) Register(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.BoolVar(&o.Metrics, "metrics", false, "serve Prometheus metrics at /metrics on the same listener")
+}
+
+// UsageError reports a command-line mistake of program prog, with the
+// flags' usage, and exits with status 2.
+func UsageError(prog, msg string) {
+	fmt.Fprintf(os.Stderr, "%s: %s\n", prog, msg)
+	flag.Usage()
+	os.Exit(2)
 }
 
 // Check reports flag values that make no sense.
