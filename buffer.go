@@ -31,23 +31,27 @@ func (p *bufferPool) get() *[]byte {
 func (p *bufferPool) put(b *[]byte) { p.pool.Put(b) }
 
 // readBuffer buffers what the client sends for frame headers and small
-// payloads. It holds a pooled buffer only while unread bytes are in it, so an
-// idle connection holds none: when the buffer runs dry, the next read goes to
-// a small inline array, and moves to a pooled buffer only when more data
-// follows. Payload reads that find the buffer empty go straight into the
-// caller's slice.
+// payloads. It holds a pooled buffer only while unread bytes are in it, or
+// while it waits right after a read that filled its inline array (data was
+// streaming in): when the buffer runs dry, the next read goes to a small
+// inline array, and moves to a pooled buffer only when more data follows. So
+// a connection that stalls, between frames or inside one, holds none unless
+// it stalls right after exactly 128 bytes. Payload reads at least a pooled
+// buffer long go straight into the caller's slice.
 type readBuffer struct {
-	src    io.Reader
-	pool   *bufferPool
-	pooled *[]byte // nil unless buf is a pooled buffer
-	buf    []byte  // small[:] or *pooled
-	r, w   int     // unread bytes are buf[r:w]
-	more   bool    // the last read filled the inline array: more is likely waiting
-	small  [idleReadSize]byte
+	src     io.Reader
+	traffic *traffic // told of every read that returns bytes
+	pool    *bufferPool
+	pooled  *[]byte // nil unless buf is a pooled buffer
+	buf     []byte  // small[:] or *pooled
+	r, w    int     // unread bytes are buf[r:w]
+	more    bool    // the last read filled the inline array: more is likely waiting
+	small   [idleReadSize]byte
 }
 
-func (b *readBuffer) init(src io.Reader, pool *bufferPool) {
+func (b *readBuffer) init(src io.Reader, pool *bufferPool, t *traffic) {
 	b.src = src
+	b.traffic = t
 	b.pool = pool
 	b.buf = b.small[:]
 }
@@ -81,15 +85,12 @@ func (b *readBuffer) discard(n int) {
 
 // read copies buffered bytes into p. With nothing buffered, it reads from
 // the source straight into p when p is at least a pooled buffer long, and
-// otherwise fills a pooled buffer: a short read into p would cost a system
-// call for a few bytes, while the buffer takes what follows (the next
+// otherwise fills the buffer (see fill): a short read into p would cost a
+// system call for a few bytes, while the buffer takes what follows (the next
 // frames, as data is flowing) in the same call.
 func (b *readBuffer) read(p []byte) (int, error) {
 	if b.r == b.w && len(p) < b.pool.size {
-		b.release()
-		b.grow()
 		if err := b.fill(1); err != nil {
-			b.release()
 			return 0, err
 		}
 	}
@@ -99,7 +100,11 @@ func (b *readBuffer) read(p []byte) (int, error) {
 		return n, nil
 	}
 	b.more = false
-	return b.src.Read(p)
+	n, err := b.src.Read(p)
+	if n > 0 {
+		b.traffic.received()
+	}
+	return n, err
 }
 
 // fill reads once from the source, making room for need contiguous bytes.
@@ -117,6 +122,7 @@ func (b *readBuffer) fill(need int) error {
 	b.more = b.pooled == nil && b.w+n == len(b.buf)
 	b.w += n
 	if n > 0 {
+		b.traffic.received()
 		return nil
 	}
 	if b.r == b.w {

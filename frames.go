@@ -29,8 +29,8 @@ type frameReader struct {
 	control      [ws.MaxControlFramePayloadSize]byte
 }
 
-func (fr *frameReader) init(src io.Reader, pool *bufferPool, maxFrameSize int64) {
-	fr.buf.init(src, pool)
+func (fr *frameReader) init(src io.Reader, pool *bufferPool, maxFrameSize int64, t *traffic) {
+	fr.buf.init(src, pool, t)
 	fr.maxFrameSize = maxFrameSize
 }
 

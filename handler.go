@@ -59,6 +59,15 @@ type Handler struct {
 	// which blocks cross-site WebSocket hijacking.
 	AllowedOrigins []string
 
+	// AllowedHosts lists the host names this handler answers to, as
+	// patterns matched against the request's Host header in the syntax of
+	// AllowedOrigins ("app.example.com", "*.example.com", "localhost:8080").
+	// A request for any other host is refused with 403. Empty: any host. Set
+	// it on a server reachable from a browser: a DNS rebinding page controls
+	// both Host and Origin, so only a Host allowlist tells it apart from a
+	// same-origin page.
+	AllowedHosts []string
+
 	// Authorize, when set, decides on each request before the upgrade, from
 	// its header, cookies or query. An error refuses the request: a
 	// *HTTPError with its status (401, 403…) and reason, any other error with
@@ -83,6 +92,13 @@ type Handler struct {
 	// MaxConnections caps the connections served at once; requests over it
 	// get 503 with Retry-After before any upgrade. Zero means no cap.
 	MaxConnections int
+
+	// MaxConnectionsPerAddr caps the connections served at once for one
+	// client address (after the TrustedProxies rules; for IPv6, one /64
+	// network), so that one client cannot take every slot. Requests over it
+	// get 429 with Retry-After before any upgrade. Zero means no cap: a
+	// library cannot guess how many browsers share one address behind a NAT.
+	MaxConnectionsPerAddr int
 
 	// MaxFrameSize is the largest frame payload accepted from a client, in
 	// bytes; a longer frame closes the connection with 1009. Zero means no
@@ -131,15 +147,18 @@ type Handler struct {
 
 	// Logger receives one line per ended connection (info level: remote
 	// address, duration, bytes and frames each way, close codes and
-	// reasons), one per refused request (debug level), and backend panics
-	// (error level). Nil means slog.Default().
+	// reasons), refused requests (info level, with the reason; at most
+	// refusalLogBurst lines per refusalLogWindow, then a count of those left
+	// out), and backend panics (error level). Nil means slog.Default().
 	Logger *slog.Logger
 
-	pool bufferPool
+	pool       bufferPool
+	refusalLog rateLimiter
 
 	mu           sync.Mutex
 	streams      map[*Stream]struct{}
-	admitting    int // requests admitted but not yet tracked
+	admitting    int                  // requests admitted but not yet tracked
+	perAddr      map[netip.Prefix]int // admitted and tracked, by client address
 	shuttingDown bool
 	active       sync.WaitGroup
 	stats        totals
@@ -149,18 +168,20 @@ type Handler struct {
 // Requests that are not WebSocket upgrades, or that the handler's policy
 // refuses, get a plain-text HTTP error and are not hijacked.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	remote := clientAddr(requestPeer(r), r.Header, h.TrustedProxies, h.ClientAddrHeader)
+	addrKey := clientKey(remote)
 	subprotocol, parent, refusal := h.check(w, r)
-	if refusal == nil && !h.admit() {
-		refusal = h.loadRefusal()
+	if refusal == nil {
+		refusal = h.admit(addrKey)
 	}
 	if refusal != nil {
-		h.refuse(w, r, refusal)
+		h.refuse(w, r, remote, refusal)
 		return
 	}
 	admitted := true
 	defer func() {
 		if admitted {
-			h.unadmit()
+			h.unadmit(addrKey)
 		}
 	}()
 
@@ -168,15 +189,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if subprotocol != "" {
 		upgrader.Protocol = func(p string) bool { return p == subprotocol }
 	}
-	conn, rw, _, err := upgrader.Upgrade(r, w)
+	conn, rw, _, err := upgrader.Upgrade(canonicalUpgrade(r, subprotocol), w)
 	if err != nil {
 		if conn != nil {
 			_ = conn.Close()
 		}
 		h.countRefusal("upgrade_failed")
-		h.logger().Debug("mqttws: upgrade failed", "remote", r.RemoteAddr, "err", err)
+		h.logger().Warn("mqttws: upgrade failed", "remote", remote.String(), "err", err)
 		return
 	}
+	// net/http's read and write deadlines (http.Server's ReadTimeout,
+	// WriteTimeout) must not reach the WebSocket connection. gobwas/ws
+	// clears them too; this does not depend on it.
+	_ = conn.SetDeadline(time.Time{})
 	// Bytes the client sent right after its request may already sit in
 	// net/http's reader; keep them and drop its 8 KiB of buffers.
 	var src io.Reader = conn
@@ -189,7 +214,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := newStream(conn, src, streamConfig{
 		pool:             h.bufferPool(),
 		subprotocol:      subprotocol,
-		remoteAddr:       clientAddr(conn.RemoteAddr(), r.Header, h.TrustedProxies, h.ClientAddrHeader),
+		remoteAddr:       remote,
+		addrKey:          addrKey,
 		maxFrameSize:     h.MaxFrameSize,
 		writeFrameSize:   h.WriteFrameSize,
 		pingInterval:     orDefault(h.PingInterval, DefaultPingInterval),
@@ -220,6 +246,9 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) (string, context
 	if refusal != nil {
 		return "", nil, refusal
 	}
+	if refusal := checkHost(r, h.AllowedHosts); refusal != nil {
+		return "", nil, refusal
+	}
 	if refusal := checkOrigin(r, h.AllowedOrigins); refusal != nil {
 		return "", nil, refusal
 	}
@@ -240,15 +269,6 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) (string, context
 		}
 	}
 	return subprotocol, parent, nil
-}
-
-func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, refusal *handshakeError) {
-	h.countRefusal(refusal.kind)
-	h.logger().Debug("mqttws: request refused", "remote", r.RemoteAddr, "status", refusal.status, "reason", refusal.reason)
-	for k, v := range refusal.header {
-		w.Header()[k] = v
-	}
-	http.Error(w, refusal.reason, refusal.status)
 }
 
 // serve runs the backend on s and closes s after it.
@@ -274,12 +294,6 @@ func (h *Handler) runBackend(ctx context.Context, s *Stream) (err error) {
 		}
 	}()
 	return h.Backend.ServeStream(ctx, s)
-}
-
-func (h *Handler) countRefusal(kind string) {
-	h.mu.Lock()
-	h.stats.refused(kind)
-	h.mu.Unlock()
 }
 
 func (h *Handler) bufferPool() *bufferPool {

@@ -82,6 +82,9 @@ func checkHandshake(r *http.Request, prefs []string, allowNone bool) (string, *h
 		e.header = http.Header{"Allow": {"GET"}}
 		return "", e
 	}
+	if r.Host == "" {
+		return "", refuse(http.StatusBadRequest, `bad handshake: missing "Host" header`)
+	}
 	if !headerHasToken(r.Header, "Connection", "upgrade") {
 		return "", refuse(http.StatusBadRequest, `bad handshake: "Connection" header must contain "Upgrade"`)
 	}
@@ -161,4 +164,25 @@ func headerHasToken(h http.Header, name, token string) bool {
 		}
 	}
 	return false
+}
+
+// canonicalUpgrade returns r with its handshake fields rewritten to the one
+// form gobwas/ws accepts (a single "Connection: Upgrade", "Upgrade:
+// websocket" and so on), once checkHandshake has validated them: RFC 7230
+// allows a field to be split over several lines and other tokens beside
+// ("Connection: keep-alive, Upgrade"; "Upgrade: h2c, websocket"), which
+// gobwas/ws would answer with 400 after hijacking the connection.
+func canonicalUpgrade(r *http.Request, subprotocol string) *http.Request {
+	header := http.Header{
+		"Connection":            {"Upgrade"},
+		"Upgrade":               {"websocket"},
+		"Sec-Websocket-Version": {"13"},
+		"Sec-Websocket-Key":     {r.Header.Get("Sec-WebSocket-Key")},
+	}
+	if subprotocol != "" {
+		header["Sec-Websocket-Protocol"] = []string{subprotocol}
+	}
+	c := *r
+	c.Header = header
+	return &c
 }

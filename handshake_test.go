@@ -167,6 +167,43 @@ func TestHandshake(t *testing.T) {
 			status:      http.StatusSwitchingProtocols,
 			subprotocol: "mqtt",
 		},
+		// RFC 7230 section 3.2.2: a list may be split over several fields,
+		// and other tokens may stand beside the ones that matter.
+		{
+			name:        "ConnectionKeepAliveUpgradeIsServed",
+			method:      http.MethodGet,
+			header:      withHeader("Connection", "keep-alive, Upgrade"),
+			status:      http.StatusSwitchingProtocols,
+			subprotocol: "mqtt",
+		},
+		{
+			name:        "ConnectionAsTwoFieldsIsServed",
+			method:      http.MethodGet,
+			header:      withHeader("Connection", "keep-alive", "Upgrade"),
+			status:      http.StatusSwitchingProtocols,
+			subprotocol: "mqtt",
+		},
+		{
+			name:        "UpgradeListingH2cFirstIsServed",
+			method:      http.MethodGet,
+			header:      withHeader("Upgrade", "h2c, websocket"),
+			status:      http.StatusSwitchingProtocols,
+			subprotocol: "mqtt",
+		},
+		{
+			name:        "UpgradeAsTwoFieldsIsServed",
+			method:      http.MethodGet,
+			header:      withHeader("Upgrade", "h2c", "websocket"),
+			status:      http.StatusSwitchingProtocols,
+			subprotocol: "mqtt",
+		},
+		{
+			name:        "ProtocolListWithOddSpacingIsServed",
+			method:      http.MethodGet,
+			header:      withHeader("Sec-WebSocket-Protocol", " mqttv3.1 ,mqtt,  "),
+			status:      http.StatusSwitchingProtocols,
+			subprotocol: "mqtt",
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -208,6 +245,11 @@ func TestHandshake(t *testing.T) {
 				}
 			}
 			if tc.status == http.StatusSwitchingProtocols {
+				// What passes the handler's checks upgrades: gobwas/ws must
+				// not refuse it after the hijack.
+				if n := h.Stats().Refused["upgrade_failed"]; n != 0 {
+					t.Fatalf("upgrade_failed = %d, want 0", n)
+				}
 				return
 			}
 			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") || !strings.Contains(string(body), "mqttws: ") {

@@ -9,28 +9,46 @@ import (
 	"github.com/gobwas/ws"
 )
 
-// keepalive watches a stream's traffic: it pings a connection that went
-// quiet, drops one that stays silent after a ping (a dead peer behind a NAT
-// never says goodbye), and closes one that sends no data frame in time after
-// the upgrade.
+// traffic records when bytes last moved each way, in nanoseconds of the
+// monotonic clock since the stream started. Reads are recorded per system
+// call that returned bytes, payload bytes included, so a client sending one
+// large frame slowly is alive although no frame header arrives; writes per
+// frame sent.
+type traffic struct {
+	base time.Time
+	in   atomic.Int64
+	out  atomic.Int64
+}
+
+// now returns the time since the stream started.
+func (t *traffic) now() time.Duration { return time.Since(t.base) }
+
+func (t *traffic) received() { t.in.Store(int64(t.now())) }
+func (t *traffic) sent()     { t.out.Store(int64(t.now())) }
+
+// keepalive watches a stream's traffic: it pings a connection quiet for
+// PingInterval in either direction, drops one that stays silent for
+// PongTimeout after a ping (a dead peer behind a NAT never says goodbye),
+// and closes one that sends no MQTT byte in time after the upgrade.
 type keepalive struct {
 	s            *Stream
+	traffic      traffic
 	pingInterval time.Duration
 	pongTimeout  time.Duration
 
-	wrote        atomic.Bool // a frame went out since the last tick
-	read         atomic.Bool // a frame came in since the last tick
-	gotData      atomic.Bool // a data frame came in since the upgrade
-	mu           sync.Mutex  // serializes ticks and stop
-	stopped      bool
-	awaiting     bool // a ping went out to a silent client
-	pongDeadline time.Time
-	ticker       *time.Timer
-	deadline     *time.Timer // first data frame
+	gotData  atomic.Bool // a payload byte came in since the upgrade
+	mu       sync.Mutex  // serializes ticks and stop
+	stopped  bool
+	lastPing time.Duration // when the last ping went out; pings are not traffic
+	awaiting bool          // a ping went out to a silent client
+	pingAt   time.Duration // when that ping went out
+	ticker   *time.Timer
+	deadline *time.Timer // first data
 }
 
 func (k *keepalive) start(s *Stream, pingInterval, pongTimeout, firstData time.Duration) {
 	k.s = s
+	k.traffic.base = s.start
 	k.pingInterval = pingInterval
 	k.pongTimeout = pongTimeout
 	k.mu.Lock()
@@ -43,17 +61,18 @@ func (k *keepalive) start(s *Stream, pingInterval, pongTimeout, firstData time.D
 	}
 }
 
-// frameRead notes a frame from the client.
-func (k *keepalive) frameRead(op ws.OpCode) {
-	k.read.Store(true)
-	if op.IsData() && !k.gotData.Load() {
-		k.gotData.Store(true)
-		k.mu.Lock()
-		if k.deadline != nil {
-			k.deadline.Stop()
-		}
-		k.mu.Unlock()
+// dataRead notes payload bytes from the client: the first ones end the
+// first-data deadline. An empty frame does not count.
+func (k *keepalive) dataRead() {
+	if k.gotData.Load() {
+		return
 	}
+	k.gotData.Store(true)
+	k.mu.Lock()
+	if k.deadline != nil {
+		k.deadline.Stop()
+	}
+	k.mu.Unlock()
 }
 
 func (k *keepalive) stop() {
@@ -75,46 +94,61 @@ func (k *keepalive) firstDataExpired(limit time.Duration) {
 	_ = k.s.CloseWith(ClosePolicyViolation, fmt.Sprintf("no data within %v of the upgrade", limit))
 }
 
-// tick runs every PingInterval, and sooner when a pinged client's
-// PongTimeout ends first.
+// tick runs when a ping may be due: PingInterval after the older of the
+// last byte in and the last byte out (or the last ping), so that a ping
+// follows the last traffic by PingInterval, not by up to twice that. While
+// a ping awaits an answer, it runs at the end of PongTimeout.
 func (k *keepalive) tick() {
 	k.mu.Lock()
 	if k.stopped {
 		k.mu.Unlock()
 		return
 	}
-	now := time.Now()
-	read := k.read.Swap(false)
-	wrote := k.wrote.Swap(false)
-	if k.awaiting && !read {
-		if !now.Before(k.pongDeadline) {
+	now := k.traffic.now()
+	in := time.Duration(k.traffic.in.Load())
+	if k.awaiting {
+		if in <= k.pingAt {
+			if now-k.pingAt >= k.pongTimeout {
+				k.mu.Unlock()
+				// Drop without a close handshake: nobody is there to answer.
+				k.s.drop(fmt.Sprintf("no answer to a ping within %v", k.pongTimeout))
+				return
+			}
+			k.ticker.Reset(k.pingAt + k.pongTimeout - now)
 			k.mu.Unlock()
-			// Drop without a close handshake: nobody is there to answer.
-			k.s.drop(fmt.Sprintf("no answer to a ping within %v", k.pongTimeout))
 			return
 		}
-		k.ticker.Reset(min(k.pingInterval, k.pongDeadline.Sub(now)))
+		k.awaiting = false
+	}
+	out := time.Duration(k.traffic.out.Load())
+	due := max(min(in, out), k.lastPing) + k.pingInterval
+	if now < due {
+		k.ticker.Reset(due - now)
 		k.mu.Unlock()
 		return
 	}
-	k.awaiting = false
 	k.mu.Unlock()
 
 	// Not under mu: a failing write closes the stream, which stops k.
-	sent := (!wrote || !read) && k.s.ping()
+	sent := k.s.ping()
 
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.stopped {
 		return
 	}
-	next := k.pingInterval
-	if sent && !read && k.pongTimeout > 0 {
-		k.awaiting = true
-		k.pongDeadline = now.Add(k.pongTimeout)
-		next = min(k.pingInterval, k.pongTimeout)
+	if !sent { // a write is under way (traffic enough) or the stream is closing
+		k.ticker.Reset(k.pingInterval)
+		return
 	}
-	k.ticker.Reset(next)
+	k.lastPing = now
+	if now-in >= k.pingInterval && k.pongTimeout > 0 {
+		k.awaiting = true
+		k.pingAt = now
+		k.ticker.Reset(min(k.pingInterval, k.pongTimeout))
+		return
+	}
+	k.ticker.Reset(k.pingInterval)
 }
 
 // ping sends a ping unless a write is under way (which is traffic enough)
@@ -128,9 +162,5 @@ func (s *Stream) ping() bool {
 		return false
 	}
 	s.armWriteDeadline()
-	if s.writeFrameLocked(ws.OpPing, nil) != nil {
-		return false
-	}
-	s.keepalive.wrote.Store(false) // a ping is not traffic
-	return true
+	return s.writeFrameLocked(ws.OpPing, nil) == nil
 }

@@ -3,38 +3,54 @@ package mqttws
 import (
 	"context"
 	"net/http"
+	"net/netip"
 )
 
-// admit reserves a connection slot before the upgrade; it fails while
-// shutting down or at MaxConnections.
-func (h *Handler) admit() bool {
+// admit reserves a connection slot for a client (counted in the network
+// key; the zero Prefix is not counted) before the upgrade. It refuses while
+// shutting down, at MaxConnections, and at MaxConnectionsPerAddr.
+func (h *Handler) admit(key netip.Prefix) *handshakeError {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.shuttingDown {
-		return false
-	}
-	if h.MaxConnections > 0 && len(h.streams)+h.admitting >= h.MaxConnections {
-		return false
+	switch {
+	case h.shuttingDown:
+		return refuseAs("shutting_down", http.StatusServiceUnavailable, "server shutting down")
+	case h.MaxConnections > 0 && len(h.streams)+h.admitting >= h.MaxConnections:
+		e := refuseAs("max_connections", http.StatusServiceUnavailable, "too many connections (the limit is %d): try again later", h.MaxConnections)
+		e.header = http.Header{"Retry-After": {retryAfterSeconds}}
+		return e
+	case h.MaxConnectionsPerAddr > 0 && key.IsValid() && h.perAddr[key] >= h.MaxConnectionsPerAddr:
+		e := refuseAs("max_connections_per_addr", http.StatusTooManyRequests, "too many connections from %s (the limit is %d per client address): try again later", key, h.MaxConnectionsPerAddr)
+		e.header = http.Header{"Retry-After": {retryAfterSeconds}}
+		return e
 	}
 	h.admitting++
-	return true
+	if h.MaxConnectionsPerAddr > 0 && key.IsValid() {
+		if h.perAddr == nil {
+			h.perAddr = make(map[netip.Prefix]int)
+		}
+		h.perAddr[key]++
+	}
+	return nil
 }
 
 // unadmit gives back a slot whose upgrade failed.
-func (h *Handler) unadmit() {
+func (h *Handler) unadmit(key netip.Prefix) {
 	h.mu.Lock()
 	h.admitting--
+	h.releaseAddrLocked(key)
 	h.mu.Unlock()
 }
 
-// loadRefusal says why admit failed.
-func (h *Handler) loadRefusal() *handshakeError {
-	if h.isShuttingDown() {
-		return refuseAs("shutting_down", http.StatusServiceUnavailable, "server shutting down")
+// releaseAddrLocked uncounts a connection of a client network.
+func (h *Handler) releaseAddrLocked(key netip.Prefix) {
+	if n, ok := h.perAddr[key]; ok {
+		if n <= 1 {
+			delete(h.perAddr, key)
+		} else {
+			h.perAddr[key] = n - 1
+		}
 	}
-	e := refuseAs("max_connections", http.StatusServiceUnavailable, "too many connections (the limit is %d): try again later", h.MaxConnections)
-	e.header = http.Header{"Retry-After": {retryAfterSeconds}}
-	return e
 }
 
 // track turns an admitted request's slot into a served stream; it fails
@@ -44,6 +60,7 @@ func (h *Handler) track(s *Stream) bool {
 	defer h.mu.Unlock()
 	h.admitting--
 	if h.shuttingDown {
+		h.releaseAddrLocked(s.addrKey)
 		return false
 	}
 	if h.streams == nil {
@@ -58,15 +75,10 @@ func (h *Handler) track(s *Stream) bool {
 func (h *Handler) untrack(s *Stream) {
 	h.mu.Lock()
 	delete(h.streams, s)
+	h.releaseAddrLocked(s.addrKey)
 	h.stats.add(s)
 	h.mu.Unlock()
 	h.active.Done()
-}
-
-func (h *Handler) isShuttingDown() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.shuttingDown
 }
 
 // ActiveStreams returns the count of connections being served.

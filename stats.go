@@ -12,8 +12,9 @@ type Stats struct {
 	Active   int    // connections being served
 	Accepted uint64 // connections upgraded
 	// Refused counts refused requests by reason: "not_websocket", "method",
-	// "bad_handshake", "version", "http_version", "subprotocol", "origin",
-	// "unauthorized", "max_connections", "shutting_down", "no_backend",
+	// "bad_handshake", "version", "http_version", "subprotocol", "host",
+	// "origin", "unauthorized", "max_connections",
+	// "max_connections_per_addr", "shutting_down", "no_backend",
 	// "cannot_hijack", "upgrade_failed".
 	Refused       map[string]uint64
 	BytesIn       uint64 // from clients
@@ -122,8 +123,8 @@ func (h *Handler) logEnd(s *Stream, backendErr error) {
 	if rcvd.ok {
 		attrs = append(attrs, "close_received", rcvd.code, "close_received_reason", rcvd.reason)
 	}
-	if s.dropReason != "" {
-		attrs = append(attrs, "dropped", s.dropReason)
+	if reason := s.dropped(); reason != "" {
+		attrs = append(attrs, "dropped", reason)
 	}
 	if backendErr != nil {
 		attrs = append(attrs, "backend_err", backendErr.Error())

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ var ErrStreamClosed = errors.New("mqttws: stream closed")
 type Stream struct {
 	conn         net.Conn
 	remoteAddr   net.Addr
+	addrKey      netip.Prefix // the client network counted for MaxConnectionsPerAddr
 	subprotocol  string
 	closeTimeout time.Duration
 	cancel       context.CancelFunc // ends the backend's context
@@ -76,6 +78,7 @@ type streamConfig struct {
 	pool             *bufferPool
 	subprotocol      string
 	remoteAddr       net.Addr // nil: the connection's
+	addrKey          netip.Prefix
 	maxFrameSize     int64
 	writeFrameSize   int
 	pingInterval     time.Duration
@@ -92,6 +95,7 @@ func newStream(conn net.Conn, src io.Reader, cfg streamConfig) *Stream {
 	s := &Stream{
 		conn:           conn,
 		remoteAddr:     conn.RemoteAddr(),
+		addrKey:        cfg.addrKey,
 		subprotocol:    cfg.subprotocol,
 		closeTimeout:   cfg.closeTimeout,
 		cancel:         cfg.cancel,
@@ -103,7 +107,7 @@ func newStream(conn net.Conn, src io.Reader, cfg streamConfig) *Stream {
 	if cfg.remoteAddr != nil {
 		s.remoteAddr = cfg.remoteAddr
 	}
-	s.fr.init(src, cfg.pool, cfg.maxFrameSize)
+	s.fr.init(src, cfg.pool, cfg.maxFrameSize, &s.keepalive.traffic)
 	s.fw.dst = conn
 	s.keepalive.start(s, cfg.pingInterval, cfg.pongTimeout, cfg.firstDataTimeout)
 	return s
@@ -136,6 +140,7 @@ func (s *Stream) readLocked(p []byte) (int, error) {
 			if n > 0 {
 				n += s.readBuffered(p[n:])
 				s.bytesIn.Add(int64(n))
+				s.keepalive.dataRead()
 				return n, nil
 			}
 			return 0, s.readFailed(err)
@@ -162,7 +167,6 @@ func (s *Stream) nextFrame() (ws.Header, []byte, error) {
 	h, payload, err := s.fr.next()
 	if err == nil {
 		s.framesIn.Add(1)
-		s.keepalive.frameRead(h.OpCode)
 	}
 	return h, payload, err
 }
@@ -273,7 +277,9 @@ func (s *Stream) writeFrameLocked(op ws.OpCode, payload []byte) error {
 		return s.writeErr
 	}
 	s.framesOut.Add(1)
-	s.keepalive.wrote.Store(true)
+	if op != ws.OpPing {
+		s.keepalive.traffic.sent()
+	}
 	return nil
 }
 
@@ -418,6 +424,14 @@ func (s *Stream) closeCodes() (sent, received closeRecord) {
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	return s.sentClose, s.rcvdClose
+}
+
+// dropped returns why the connection was dropped without a close
+// handshake, or "".
+func (s *Stream) dropped() string {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	return s.dropReason
 }
 
 // LocalAddr returns the server's address of the connection.
