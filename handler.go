@@ -115,16 +115,19 @@ type Handler struct {
 	// An idle connection holds none. Zero means DefaultReadBufferSize.
 	ReadBufferSize int
 
-	// PingInterval is how long a connection may go without sending anything
-	// before the handler sends a WebSocket ping, so that proxies (nginx drops
-	// connections idle for 60 s by default) and NATs keep it open. Zero means
-	// DefaultPingInterval; a negative value sends no pings.
+	// PingInterval is how long a connection may go without traffic in
+	// either direction before the handler sends a WebSocket ping, so that
+	// proxies (nginx drops connections idle for 60 s by default) and NATs
+	// keep it open. Payload bytes count as traffic as they arrive, so a large
+	// frame sent slowly is alive. Zero means DefaultPingInterval; a negative
+	// value sends no pings.
 	PingInterval time.Duration
 
 	// PongTimeout is how long a connection that was pinged while the client
 	// had sent nothing may stay silent before it is dropped as dead (a peer
-	// gone behind a NAT never says so). Zero means DefaultPongTimeout; a
-	// negative value never drops.
+	// gone behind a NAT never says so): a silent client is dropped
+	// PingInterval + PongTimeout after its last byte. Zero means
+	// DefaultPongTimeout; a negative value never drops.
 	PongTimeout time.Duration
 
 	// WriteTimeout bounds each Write (all its frames) and each control
@@ -136,8 +139,10 @@ type Handler struct {
 	WriteTimeout time.Duration
 
 	// FirstDataTimeout bounds the time from the upgrade to the client's first
-	// data frame; past it the connection closes with 1008. Zero means
-	// DefaultFirstDataTimeout; a negative value sets none.
+	// MQTT byte (an empty frame does not count); past it the connection
+	// closes with 1008. Zero means DefaultFirstDataTimeout; a negative value
+	// sets none. A backend may bound more (backend.Dialer and backend/mochi
+	// want a whole MQTT CONNECT in time).
 	FirstDataTimeout time.Duration
 
 	// CloseTimeout bounds each step of a close: sending the close frame, and
@@ -214,6 +219,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := newStream(conn, src, streamConfig{
 		pool:             h.bufferPool(),
 		subprotocol:      subprotocol,
+		httpProto:        r.Proto,
 		remoteAddr:       remote,
 		addrKey:          addrKey,
 		maxFrameSize:     h.MaxFrameSize,

@@ -89,6 +89,30 @@ func TestAllowedHostsRefuseDNSRebinding(t *testing.T) {
 			status:       http.StatusSwitchingProtocols,
 		},
 		{
+			name:         "IPv6LiteralWithoutBrackets",
+			allowedHosts: []string{"::1"},
+			host:         "[::1]:PORT",
+			status:       http.StatusSwitchingProtocols,
+		},
+		{
+			name:         "IPv6LiteralInBrackets",
+			allowedHosts: []string{"[::1]"},
+			host:         "[::1]:PORT",
+			status:       http.StatusSwitchingProtocols,
+		},
+		{
+			name:         "IPv6LiteralWithOtherPort",
+			allowedHosts: []string{"[::1]:1"},
+			host:         "[::1]:PORT",
+			status:       http.StatusForbidden,
+		},
+		{
+			name:         "IPv6LiteralWithItsPort",
+			allowedHosts: []string{"[::1]:PORT"},
+			host:         "[::1]:PORT",
+			status:       http.StatusSwitchingProtocols,
+		},
+		{
 			name:         "HostWithoutPortMatchesName",
 			allowedHosts: []string{"mqtt.example.com"},
 			host:         "mqtt.example.com",
@@ -98,15 +122,20 @@ func TestAllowedHostsRefuseDNSRebinding(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, port, _ := net.SplitHostPort(ln.Addr().String())
 			h := &mqttws.Handler{
 				Backend:        mqttws.BackendFunc(echo),
-				AllowedHosts:   tc.allowedHosts,
+				AllowedHosts:   replacePorts(tc.allowedHosts, port),
 				AllowedOrigins: []string{"app.example.com"},
 				Logger:         discardLogger(),
 			}
-			srv := httptest.NewServer(h)
+			srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: h}}
+			srv.Start()
 			defer srv.Close()
-			_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 			extra := http.Header{}
 			if tc.origin != "" {
 				extra.Set("Origin", replacePort(tc.origin, port))
@@ -207,3 +236,11 @@ func TestOriginSchemes(t *testing.T) {
 }
 
 func replacePort(s, port string) string { return strings.ReplaceAll(s, "PORT", port) }
+
+func replacePorts(patterns []string, port string) []string {
+	var out []string
+	for _, p := range patterns {
+		out = append(out, replacePort(p, port))
+	}
+	return out
+}

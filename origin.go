@@ -102,9 +102,19 @@ func withDefaultPort(host, port string) string {
 // matchHost matches host ("name:port") against a pattern: a glob (path.Match
 // syntax, e.g. "*.example.com") on the name alone, or on "name:port" when the
 // pattern has a port.
+//
+// An IPv6 literal is matched as written, brackets optional ("::1",
+// "[::1]", "[::1]:8080"), never as a glob: "[" opens a character class in
+// path.Match.
 func matchHost(pattern, host string) bool {
 	pattern = strings.ToLower(pattern)
 	name, _, _ := net.SplitHostPort(host)
+	if strings.HasPrefix(pattern, "[") || strings.Count(pattern, ":") > 1 {
+		if _, _, err := net.SplitHostPort(pattern); err == nil {
+			return pattern == host
+		}
+		return strings.Trim(pattern, "[]") == name
+	}
 	if ok, _ := path.Match(pattern, host); ok {
 		return true
 	}

@@ -111,6 +111,7 @@ func (h *Handler) logEnd(s *Stream, backendErr error) {
 	attrs := []any{
 		"remote", s.RemoteAddr().String(),
 		"subprotocol", s.subprotocol,
+		"http", s.httpProto,
 		"duration", time.Since(s.start).Round(time.Millisecond),
 		"bytes_in", s.bytesIn.Load(),
 		"bytes_out", s.bytesOut.Load(),

@@ -30,6 +30,7 @@ type Stream struct {
 	remoteAddr   net.Addr
 	addrKey      netip.Prefix // the client network counted for MaxConnectionsPerAddr
 	subprotocol  string
+	httpProto    string // the HTTP version that carried the upgrade, for logs
 	closeTimeout time.Duration
 	cancel       context.CancelFunc // ends the backend's context
 	start        time.Time
@@ -77,6 +78,7 @@ type closeRecord struct {
 type streamConfig struct {
 	pool             *bufferPool
 	subprotocol      string
+	httpProto        string
 	remoteAddr       net.Addr // nil: the connection's
 	addrKey          netip.Prefix
 	maxFrameSize     int64
@@ -97,6 +99,7 @@ func newStream(conn net.Conn, src io.Reader, cfg streamConfig) *Stream {
 		remoteAddr:     conn.RemoteAddr(),
 		addrKey:        cfg.addrKey,
 		subprotocol:    cfg.subprotocol,
+		httpProto:      cfg.httpProto,
 		closeTimeout:   cfg.closeTimeout,
 		cancel:         cfg.cancel,
 		start:          time.Now(),
