@@ -148,6 +148,13 @@ type frameWriter struct {
 	bufs   net.Buffers
 }
 
+// buffersWriter is a destination that writes several buffers its own way
+// (an HTTP/2 stream: one flush for a frame's header and payload); TCP
+// connections take them in one writev through net.Buffers.
+type buffersWriter interface {
+	writeBuffers(bufs *net.Buffers) (int64, error)
+}
+
 // headerSink captures the bytes ws.WriteHeaderBuffer encodes, so that they
 // can go out in the same writev as the payload.
 type headerSink struct{ b []byte }
@@ -170,7 +177,12 @@ func (fw *frameWriter) writeFrame(op ws.OpCode, payload []byte) error {
 	if len(payload) == 0 {
 		fw.bufs = fw.vec[:1]
 	}
-	_, err := fw.bufs.WriteTo(fw.dst)
+	var err error
+	if bw, ok := fw.dst.(buffersWriter); ok {
+		_, err = bw.writeBuffers(&fw.bufs)
+	} else {
+		_, err = fw.bufs.WriteTo(fw.dst)
+	}
 	fw.vec = [2][]byte{} // keep no reference to the caller's payload
 	fw.bufs = nil
 	return err

@@ -170,8 +170,10 @@ type Handler struct {
 }
 
 // ServeHTTP upgrades the request to a WebSocket and serves it; see Handler.
-// Requests that are not WebSocket upgrades, or that the handler's policy
-// refuses, get a plain-text HTTP error and are not hijacked.
+// An HTTP/1.1 upgrade is hijacked and served in a goroutine of its own; an
+// HTTP/2 extended CONNECT (RFC 8441) is served on its stream, and ServeHTTP
+// returns when it ends. Requests that are not WebSocket handshakes, or that
+// the handler's policy refuses, get a plain-text HTTP error.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	remote := clientAddr(requestPeer(r), r.Header, h.TrustedProxies, h.ClientAddrHeader)
 	addrKey := clientKey(remote)
@@ -190,29 +192,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	var upgrader ws.HTTPUpgrader
-	if subprotocol != "" {
-		upgrader.Protocol = func(p string) bool { return p == subprotocol }
-	}
-	conn, rw, _, err := upgrader.Upgrade(canonicalUpgrade(r, subprotocol), w)
-	if err != nil {
-		if conn != nil {
-			_ = conn.Close()
+	var conn net.Conn
+	var src io.Reader
+	if r.ProtoMajor == 2 {
+		conn = acceptExtendedConnect(w, r, subprotocol)
+		if conn == nil { // the client reset the stream before the 200 went out
+			h.countRefusal("upgrade_failed")
+			return
 		}
-		h.countRefusal("upgrade_failed")
-		h.logger().Warn("mqttws: upgrade failed", "remote", remote.String(), "err", err)
-		return
+		src = conn
+	} else {
+		conn, src = h.upgrade(w, r, subprotocol, remote)
 	}
-	// net/http's read and write deadlines (http.Server's ReadTimeout,
-	// WriteTimeout) must not reach the WebSocket connection. gobwas/ws
-	// clears them too; this does not depend on it.
-	_ = conn.SetDeadline(time.Time{})
-	// Bytes the client sent right after its request may already sit in
-	// net/http's reader; keep them and drop its 8 KiB of buffers.
-	var src io.Reader = conn
-	if n := rw.Reader.Buffered(); n > 0 {
-		early, _ := rw.Reader.Peek(n)
-		src = &prefixedReader{prefix: bytes.Clone(early), src: conn}
+	if conn == nil {
+		return
 	}
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
@@ -234,11 +227,52 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	admitted = false
 	if !h.track(s) {
 		_ = s.CloseWith(CloseGoingAway, "server shutting down")
+		if r.ProtoMajor == 2 {
+			s.closeConn() // nothing may write once ServeHTTP returns
+		}
+		return
+	}
+	if r.ProtoMajor == 2 {
+		// The HTTP/2 stream lives as long as ServeHTTP runs. A client that
+		// resets it cancels the request's context.
+		stop := context.AfterFunc(r.Context(), func() { s.drop("the client reset the HTTP/2 stream") })
+		defer stop()
+		h.serve(ctx, s)
 		return
 	}
 	// The stream runs in its own goroutine so that net/http's per-request
 	// state (buffers, request, response) is freed once ServeHTTP returns.
 	go h.serve(ctx, s)
+}
+
+// upgrade hijacks an HTTP/1.1 request's connection and answers 101. It
+// returns the connection and the reader of the client's bytes (which starts
+// with any net/http had buffered), or nil when the upgrade failed.
+func (h *Handler) upgrade(w http.ResponseWriter, r *http.Request, subprotocol string, remote net.Addr) (net.Conn, io.Reader) {
+	var upgrader ws.HTTPUpgrader
+	if subprotocol != "" {
+		upgrader.Protocol = func(p string) bool { return p == subprotocol }
+	}
+	conn, rw, _, err := upgrader.Upgrade(canonicalUpgrade(r, subprotocol), w)
+	if err != nil {
+		if conn != nil {
+			_ = conn.Close()
+		}
+		h.countRefusal("upgrade_failed")
+		h.logger().Warn("mqttws: upgrade failed", "remote", remote.String(), "err", err)
+		return nil, nil
+	}
+	// net/http's read and write deadlines (http.Server's ReadTimeout,
+	// WriteTimeout) must not reach the WebSocket connection. gobwas/ws
+	// clears them too; this does not depend on it.
+	_ = conn.SetDeadline(time.Time{})
+	// Bytes the client sent right after its request may already sit in
+	// net/http's reader; keep them and drop its 8 KiB of buffers.
+	if n := rw.Reader.Buffered(); n > 0 {
+		early, _ := rw.Reader.Peek(n)
+		return conn, &prefixedReader{prefix: bytes.Clone(early), src: conn}
+	}
+	return conn, conn
 }
 
 // check applies the handshake rules and the handler's policy. It returns the
@@ -248,7 +282,13 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) (string, context
 	if prefs == nil {
 		prefs = DefaultSubprotocols()
 	}
-	subprotocol, refusal := checkHandshake(r, prefs, h.AllowNoSubprotocol)
+	var subprotocol string
+	var refusal *handshakeError
+	if r.ProtoMajor == 2 {
+		subprotocol, refusal = checkExtendedConnect(r, prefs, h.AllowNoSubprotocol)
+	} else {
+		subprotocol, refusal = checkHandshake(r, prefs, h.AllowNoSubprotocol)
+	}
 	if refusal != nil {
 		return "", nil, refusal
 	}
@@ -261,7 +301,7 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) (string, context
 	switch {
 	case h.Backend == nil:
 		return "", nil, refuseAs("no_backend", http.StatusInternalServerError, "no Backend configured")
-	case !canHijack(w):
+	case r.ProtoMajor != 2 && !canHijack(w):
 		return "", nil, refuseAs("cannot_hijack", http.StatusInternalServerError, "the http.ResponseWriter cannot hijack the connection (a middleware that hides Hijack and Unwrap?)")
 	}
 	parent := r.Context()

@@ -292,11 +292,25 @@ func TestWriterThatCannotHijackGetsClearError(t *testing.T) {
 	}
 }
 
-func TestHTTP2RequestGetsClearError(t *testing.T) {
-	h := &mqttws.Handler{Backend: mqttws.BackendFunc(echo)}
+// TestNonWebSocketRequestOverHTTP2GetsClearError: over HTTP/2 a WebSocket
+// is an extended CONNECT (RFC 8441), never an Upgrade.
+func TestNonWebSocketRequestOverHTTP2GetsClearError(t *testing.T) {
+	h := &mqttws.Handler{Backend: mqttws.BackendFunc(echo), Logger: discardLogger()}
 	req := httptest.NewRequest(http.MethodGet, "/mqtt", nil)
 	req.Header = upgradeHeader()
 	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/2.0", 2, 0
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "extended CONNECT") {
+		t.Fatalf("got %d %q, want 400 asking for an extended CONNECT", rec.Code, rec.Body)
+	}
+}
+
+func TestHTTP10RequestGetsClearError(t *testing.T) {
+	h := &mqttws.Handler{Backend: mqttws.BackendFunc(echo), Logger: discardLogger()}
+	req := httptest.NewRequest(http.MethodGet, "/mqtt", nil)
+	req.Header = upgradeHeader()
+	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/1.0", 1, 0
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusHTTPVersionNotSupported || !strings.Contains(rec.Body.String(), "HTTP/1.1") {

@@ -8,10 +8,13 @@ import (
 	"go.uber.org/goleak"
 )
 
-// TestMain builds the example programs once for the whole package, and fails
+// TestMain makes sure the HTTP/2 server takes extended CONNECT (see
+// reexecWithXConnect), builds the example programs once for the whole
+// package, and fails
 // it when a goroutine outlives the tests: every Go client, server and child
 // process must be gone once its test ends.
 func TestMain(m *testing.M) {
+	reexecWithXConnect()
 	dir, err := os.MkdirTemp("", "mqttws-interop-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

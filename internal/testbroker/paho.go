@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	neturl "net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +31,17 @@ func ClientID(role string) string {
 // onLost, when not nil, is called if the connection is lost.
 func Connect(t testing.TB, url, clientID string, onLost func(error)) paho.Client {
 	t.Helper()
+	return ConnectOver(t, url, nil, clientID, onLost)
+}
+
+// OpenFunc opens the connection a paho client speaks MQTT over (for
+// example a WebSocket on an HTTP/2 stream, which paho cannot open itself).
+type OpenFunc func() (net.Conn, error)
+
+// ConnectOver is Connect over a connection that open returns (nil: paho
+// dials url itself).
+func ConnectOver(t testing.TB, url string, open OpenFunc, clientID string, onLost func(error)) paho.Client {
+	t.Helper()
 	opts := paho.NewClientOptions().
 		AddBroker(url).
 		SetClientID(clientID).
@@ -39,6 +52,9 @@ func Connect(t testing.TB, url, clientID string, onLost func(error)) paho.Client
 		SetWriteTimeout(pahoTimeout).
 		SetKeepAlive(30 * time.Second).
 		SetOrderMatters(true)
+	if open != nil {
+		opts.SetCustomOpenConnectionFn(func(*neturl.URL, paho.ClientOptions) (net.Conn, error) { return open() })
+	}
 	if onLost != nil {
 		opts.SetConnectionLostHandler(func(_ paho.Client, err error) { onLost(err) })
 	}
@@ -72,6 +88,8 @@ type Transfer struct {
 	Count int // messages
 	// Timeout bounds the whole run, connections included.
 	Timeout time.Duration
+	// Open, when set, opens the clients' connections (see ConnectOver).
+	Open OpenFunc
 }
 
 // endMarker is the payload of the message that follows the data messages:
@@ -95,7 +113,7 @@ func (tr Transfer) Run(t testing.TB, url string) {
 		received []paho.Message
 		done     = make(chan struct{})
 	)
-	sub := Connect(t, url, ClientID("sub"), nil)
+	sub := ConnectOver(t, url, tr.Open, ClientID("sub"), nil)
 	wait(t, sub.Subscribe(topic, tr.QoS, func(_ paho.Client, m paho.Message) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -105,7 +123,7 @@ func (tr Transfer) Run(t testing.TB, url string) {
 		}
 	}), "subscribe to "+topic)
 
-	pub := Connect(t, url, ClientID("pub"), nil)
+	pub := ConnectOver(t, url, tr.Open, ClientID("pub"), nil)
 	tokens := make([]paho.Token, 0, tr.Count+1)
 	for _, p := range payloads {
 		tokens = append(tokens, pub.Publish(topic, tr.QoS, false, p))
@@ -181,6 +199,13 @@ func diff(got, want []byte) string {
 // of QoSLevels × PayloadSizes.
 func RunTransfers(t *testing.T, url string) {
 	t.Helper()
+	RunTransfersOver(t, url, nil)
+}
+
+// RunTransfersOver is RunTransfers with the clients' connections opened by
+// open.
+func RunTransfersOver(t *testing.T, url string, open OpenFunc) {
+	t.Helper()
 	for _, qos := range QoSLevels {
 		for _, size := range PayloadSizes {
 			t.Run(fmt.Sprintf("QoS%d/%s", qos, size.Name), func(t *testing.T) {
@@ -190,6 +215,7 @@ func RunTransfers(t *testing.T, url string) {
 					Size:    size.Size,
 					Count:   size.Count,
 					Timeout: 30 * time.Second,
+					Open:    open,
 				}.Run(t, url)
 			})
 		}
