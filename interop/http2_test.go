@@ -373,3 +373,48 @@ func maskedFrame(payload []byte) []byte { return maskedControl(0x2, payload) }
 
 // maskedControl encodes a final frame of opcode op as a client sends it.
 func maskedControl(op byte, payload []byte) []byte { return wsFrame(op, payload) }
+
+// TestHTTP2Shutdown: Handler.Shutdown closes HTTP/2 streams with 1001 as it
+// does TCP connections, and refuses new ones with 503.
+func TestHTTP2Shutdown(t *testing.T) {
+	t.Parallel()
+	h := &mqttws.Handler{Backend: echoBackend(), Logger: slog.New(slog.DiscardHandler)}
+	u, conf := h2Server(t, h)
+	c := dialH2(t, hostOf(t, u), conf)
+	readErrs := make(chan error, 3)
+	var streams []*h2WS
+	for range 3 {
+		s := openEcho(t, c, u)
+		streams = append(streams, s)
+		go func() { // a client reads all the time, and answers the close
+			_, err := io.ReadAll(s)
+			readErrs <- err
+		}()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := h.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if d := time.Since(start); d > mqttws.DefaultCloseTimeout/2 {
+		t.Errorf("Shutdown took %v: the close handshake did not complete", d)
+	}
+	for i := range streams {
+		if err := <-readErrs; err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+	}
+	for i, s := range streams {
+		if s.CloseCode != 1001 {
+			t.Fatalf("stream %d closed with %d, want 1001", i, s.CloseCode)
+		}
+	}
+	if st := h.Stats(); st.Active != 0 || st.CloseSent[mqttws.CloseGoingAway] != 3 || st.CloseReceived[mqttws.CloseGoingAway] != 3 {
+		t.Fatalf("after Shutdown: %+v", st)
+	}
+	_, resp, err := c.open(ctx, u, []string{"mqtt"}, nil)
+	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a stream opened during shutdown: %v %v, want 503", resp, err)
+	}
+}
