@@ -68,10 +68,11 @@ func TestProxyProtocolAnnouncesTheClientAddress(t *testing.T) {
 			addr, announced := proxyListener(t)
 			srv := serve(t, &backend.Dialer{Addresses: []string{addr}, ProxyProtocol: version})
 			c := testbroker.DialWS(t, srv.URL)
-			if err := c.WriteFrame(ws.NewBinaryFrame([]byte("ping me back"))); err != nil {
+			connect := testbroker.ConnectPacket(testbroker.ClientID("proxied"), 60)
+			if err := c.WriteFrame(ws.NewBinaryFrame(connect)); err != nil {
 				t.Fatal(err)
 			}
-			c.ExpectData(t, []byte("ping me back"))
+			c.ExpectData(t, connect) // echoed after the header
 			var h *proxyproto.Header
 			select {
 			case h = <-announced:
@@ -103,11 +104,15 @@ func TestProxyProtocolCarriesTheAddressFromTrustedProxies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if err := ws.WriteFrame(conn, ws.MaskFrame(ws.NewBinaryFrame([]byte("x")))); err != nil {
+	connect := testbroker.ConnectPacket(testbroker.ClientID("forwarded"), 60)
+	if err := ws.WriteFrame(conn, ws.MaskFrame(ws.NewBinaryFrame(connect))); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case hdr := <-announced:
+		if hdr == nil {
+			t.Fatal("the broker got no PROXY protocol header")
+		}
 		src, _, ok := hdr.TCPAddrs()
 		if !ok || src.IP.String() != "198.51.100.23" {
 			t.Fatalf("announced source %v, want the forwarded client 198.51.100.23", src)
@@ -136,10 +141,11 @@ func TestStreamsAreSpreadOverTheNodes(t *testing.T) {
 	srv := serve(t, &backend.Dialer{Addresses: []string{a, b}, ProxyProtocol: 1})
 	for range 4 {
 		c := testbroker.DialWS(t, srv.URL)
-		if err := c.WriteFrame(ws.NewBinaryFrame([]byte("x"))); err != nil {
+		connect := testbroker.ConnectPacket(testbroker.ClientID("spread"), 60)
+		if err := c.WriteFrame(ws.NewBinaryFrame(connect)); err != nil {
 			t.Fatal(err)
 		}
-		c.ExpectData(t, []byte("x"))
+		c.ExpectData(t, connect)
 	}
 	if len(seenA) != 2 || len(seenB) != 2 {
 		t.Fatalf("node A got %d streams, node B %d, want 2 each", len(seenA), len(seenB))
@@ -194,7 +200,7 @@ func TestBrokerKilledMidStreamClosesWith1011(t *testing.T) {
 	addr, brokerSide := acceptOne(t)
 	srv := serve(t, backend.Dial(addr))
 	c := testbroker.DialWS(t, srv.URL)
-	if err := c.WriteFrame(ws.NewBinaryFrame([]byte("half a packet"))); err != nil {
+	if err := c.WriteFrame(ws.NewBinaryFrame(testbroker.ConnectPacket(testbroker.ClientID("killed"), 60))); err != nil {
 		t.Fatal(err)
 	}
 	broker := <-brokerSide

@@ -2,10 +2,13 @@ package backend_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -333,5 +336,177 @@ func shutdownClosing(t *testing.T, srv *testbroker.Server, c *testbroker.WSClien
 	case <-time.After(10 * time.Second):
 		t.Fatal("Shutdown did not return within 10s")
 		return 0
+	}
+}
+
+func TestDialFailureSaysOnceWhatFailed(t *testing.T) {
+	t.Parallel()
+	refusedA, refusedB := testbroker.ClosedAddr(t), testbroker.ClosedAddr(t)
+	missing := filepath.Join(t.TempDir(), "missing.sock")
+	silent := silentListener(t)
+	tests := []struct {
+		name   string
+		dialer *backend.Dialer
+		want   string // the cause behind the 1013
+		is     error  // matched by errors.Is, when not nil
+	}{
+		{
+			name:   "one node refusing",
+			dialer: &backend.Dialer{Addresses: []string{refusedA}},
+			want:   "backend: dial tcp " + refusedA + ": connect: connection refused",
+			is:     syscall.ECONNREFUSED,
+		},
+		{
+			name:   "two nodes refusing",
+			dialer: &backend.Dialer{Addresses: []string{refusedA, refusedB}},
+			want: "backend: none of 2 broker nodes answered: dial tcp " + refusedA + ": connect: connection refused; " +
+				"dial tcp " + refusedB + ": connect: connection refused",
+			is: syscall.ECONNREFUSED,
+		},
+		{
+			name:   "unix socket missing",
+			dialer: &backend.Dialer{Network: "unix", Addresses: []string{missing}},
+			want:   "backend: dial unix " + missing + ": connect: no such file or directory",
+			is:     syscall.ENOENT,
+		},
+		{
+			name:   "TLS handshake never answered",
+			dialer: &backend.Dialer{Addresses: []string{silent}, TLSConfig: &tls.Config{}, Timeout: 200 * time.Millisecond},
+			want:   "backend: TLS handshake with tcp " + silent + ": no answer within 200ms",
+			is:     context.DeadlineExceeded,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			client, stream := net.Pipe()
+			defer client.Close()
+			defer stream.Close()
+			err := tt.dialer.ServeStream(t.Context(), stream)
+			var ce *mqttws.CloseError
+			if !errors.As(err, &ce) || ce.Code != mqttws.CloseTryAgainLater || ce.Err == nil {
+				t.Fatalf("ServeStream returned %v, want a CloseError with %d and a cause", err, mqttws.CloseTryAgainLater)
+			}
+			if got := ce.Err.Error(); got != tt.want {
+				t.Errorf("cause\n%q, want\n%q", got, tt.want)
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("ServeStream returned %v, which does not match %v", err, tt.is)
+			}
+		})
+	}
+}
+
+// serveRecording serves a handler relaying to d and returns what each
+// ServeStream returned.
+func serveRecording(t *testing.T, d *backend.Dialer) (*testbroker.Server, <-chan error) {
+	t.Helper()
+	served := make(chan error, 10)
+	srv := testbroker.Serve(t, &mqttws.Handler{
+		Backend: mqttws.BackendFunc(func(ctx context.Context, conn net.Conn) error {
+			err := d.ServeStream(ctx, conn)
+			served <- err
+			return err
+		}),
+	})
+	return srv, served
+}
+
+func TestClientOrBrokerEndingNormallyIsNoBackendError(t *testing.T) {
+	t.Parallel()
+	broker := testbroker.StartMosquitto(t)
+	tests := []struct {
+		name string
+		// end ends the connection of c, a client that sent the first bytes
+		// of its CONNECT when connect is false, and is connected otherwise.
+		end     func(t *testing.T, c *testbroker.WSClient)
+		connect bool
+	}{
+		{
+			name:    "client sends a close frame",
+			connect: true,
+			end: func(t *testing.T, c *testbroker.WSClient) {
+				if err := c.WriteFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, "tab closed"))); err != nil {
+					t.Fatal(err)
+				}
+				c.ExpectClose(t, mqttws.CloseGoingAway, 5*time.Second)
+			},
+		},
+		{
+			name:    "client drops TCP between frames",
+			connect: true,
+			end:     func(_ *testing.T, c *testbroker.WSClient) { _ = c.Conn.Close() },
+		},
+		{
+			name:    "client drops TCP inside a frame",
+			connect: true,
+			end: func(t *testing.T, c *testbroker.WSClient) {
+				writeFramePrefix(t, c, testbroker.PublishPacket("a/b", make([]byte, 90)), 10)
+				_ = c.Conn.Close()
+			},
+		},
+		{
+			name:    "client sends DISCONNECT and the broker closes",
+			connect: true,
+			end: func(t *testing.T, c *testbroker.WSClient) {
+				if err := c.WriteFrame(ws.NewBinaryFrame(testbroker.Disconnect)); err != nil {
+					t.Fatal(err)
+				}
+				c.ExpectClose(t, mqttws.CloseNormal, 5*time.Second)
+			},
+		},
+		{
+			name: "client sends a close frame inside its CONNECT",
+			end: func(t *testing.T, c *testbroker.WSClient) {
+				if err := c.WriteFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, ""))); err != nil {
+					t.Fatal(err)
+				}
+				c.ExpectClose(t, mqttws.CloseGoingAway, 5*time.Second)
+			},
+		},
+		{
+			name: "client drops TCP inside its CONNECT",
+			end:  func(_ *testing.T, c *testbroker.WSClient) { _ = c.Conn.Close() },
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv, served := serveRecording(t, backend.Dial(broker))
+			var c *testbroker.WSClient
+			if tt.connect {
+				c = testbroker.ConnectRaw(t, srv.URL, testbroker.ClientID("ending"))
+			} else {
+				c = testbroker.DialWS(t, srv.URL)
+				connect := testbroker.ConnectPacket(testbroker.ClientID("ending"), 60)
+				if err := c.WriteFrame(ws.NewBinaryFrame(connect[:5])); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tt.end(t, c)
+			select {
+			case err := <-served:
+				if err != nil {
+					t.Errorf("ServeStream returned %v, want nil: nothing failed", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("ServeStream did not return within 10s")
+			}
+		})
+	}
+}
+
+// writeFramePrefix sends the header of a binary frame carrying p and only
+// the first n bytes of p.
+func writeFramePrefix(t *testing.T, c *testbroker.WSClient, p []byte, n int) {
+	t.Helper()
+	h := ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(len(p)), Masked: true, Mask: ws.NewMask()}
+	if err := ws.WriteHeader(c.Conn, h); err != nil {
+		t.Fatal(err)
+	}
+	prefix := append([]byte{}, p[:n]...)
+	ws.Cipher(prefix, h.Mask, 0)
+	if _, err := c.Conn.Write(prefix); err != nil {
+		t.Fatal(err)
 	}
 }

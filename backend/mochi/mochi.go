@@ -3,12 +3,32 @@
 //
 // It lives apart from package mqttws and package backend so that only
 // programs that use it build mochi-mqtt.
+//
+// # Memory
+//
+// The adapter holds no buffer of its own: mochi reads and writes the
+// handler's *mqttws.Stream through a wrapper of a few words (no bytes are
+// kept there). What a client can pin is mochi's, and the adapter cannot
+// bound it: mochi copies each PUBLISH for each subscriber into that
+// subscriber's outbound queue, which takes up to
+// Capabilities.MaximumClientWritesPending packets (8,192 by default, past
+// which mochi drops them): a count, not bytes. Only with
+// Capabilities.MaximumPacketSize set (0, the default, is no limit) does
+// their product bound the bytes queued for one subscriber that does not
+// read, for example 64 × 64 KiB = 4 MiB; QoS 1 and 2 messages awaiting an
+// acknowledgment add up to Capabilities.MaximumInflight more. A subscriber
+// that stops reading altogether is closed when a write to it times out
+// (the handler's WriteTimeout), which frees its queue; one that reads
+// slowly keeps it, within those bounds. mochi's per-client read buffer and write
+// buffer (ClientNetReadBufferSize and ClientNetWriteBufferSize, 2 KiB each
+// by default) come on top.
 package mochi
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -94,7 +114,12 @@ func Attach(server *mqtt.Server, opts Options) (*Backend, error) {
 	return b, nil
 }
 
-// ServeStream runs the mochi client for conn until it disconnects.
+// ServeStream runs the mochi client for conn until it disconnects. It
+// returns nil when the client went away (a close frame, a dropped
+// connection, a stream the handler closed), a *mqttws.CloseError with
+// ClosePolicyViolation when the CONNECT did not come in time, and mochi's
+// error otherwise (a refused CONNECT, a protocol error, an expired MQTT
+// keepalive, a hook's error).
 func (b *Backend) ServeStream(ctx context.Context, conn net.Conn) error {
 	b.mu.Lock()
 	closed := b.closed
@@ -108,15 +133,41 @@ func (b *Backend) ServeStream(ctx context.Context, conn net.Conn) error {
 			return fmt.Errorf("mochi: set CONNECT deadline: %w", err)
 		}
 	}
+	var st *stream
 	if s, ok := conn.(*mqttws.Stream); ok {
-		conn = newStream(s, b.connectTimeout)
+		st = newStream(ctx, s, b.connectTimeout)
+		conn = st
 	}
 	// EstablishConnection closes conn when the client is done.
 	err := b.server.EstablishConnection(b.id, conn)
-	if err != nil {
-		return fmt.Errorf("mochi: client from %s: %w", conn.RemoteAddr(), err)
+	switch {
+	case err == nil:
+		return nil
+	case st != nil && st.connectExpired.Load():
+		return &mqttws.CloseError{
+			Code:   mqttws.ClosePolicyViolation,
+			Reason: st.connectTimeoutReason(),
+			Err:    fmt.Errorf("mochi: client from %s: %w", conn.RemoteAddr(), err),
+		}
+	case clientGone(err) || (st != nil && st.endedFirst.Load()):
+		return nil
 	}
-	return nil
+	return fmt.Errorf("mochi: client from %s: %w", conn.RemoteAddr(), err)
+}
+
+// clientGone reports whether err, which ended a mochi client, only says that
+// the client went away: it closed its WebSocket (io.EOF), its connection
+// ended (io.EOF, io.ErrUnexpectedEOF inside a frame), the stream was closed,
+// or the stream closed itself because the client broke RFC 6455 (a
+// *mqttws.CloseError, already in the stream's close record). None of these
+// is the backend failing.
+func clientGone(err error) bool {
+	var ce *mqttws.CloseError
+	return errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, mqttws.ErrStreamClosed) ||
+		errors.Is(err, net.ErrClosed) ||
+		errors.As(err, &ce)
 }
 
 // listener is the mochi side of a Backend: it accepts nothing itself, and

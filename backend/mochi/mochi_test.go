@@ -401,3 +401,186 @@ func TestConnectSplitIntoOneByteFramesGetsConnack(t *testing.T) {
 		})
 	}
 }
+
+// writeFramePrefix sends the header of a binary frame carrying p and only
+// the first n bytes of p.
+func writeFramePrefix(t *testing.T, c *testbroker.WSClient, p []byte, n int) {
+	t.Helper()
+	h := ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(len(p)), Masked: true, Mask: ws.NewMask()}
+	if err := ws.WriteHeader(c.Conn, h); err != nil {
+		t.Fatal(err)
+	}
+	prefix := append([]byte{}, p[:n]...)
+	ws.Cipher(prefix, h.Mask, 0)
+	if _, err := c.Conn.Write(prefix); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// expectServed waits for what ServeStream returned for the one client of b.
+func (b *broker) expectServed(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-b.served:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("ServeStream did not return within 10s")
+		return nil
+	}
+}
+
+func TestClientGoingAwayIsNoBackendError(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// end ends the connection of c, a client that sent the first bytes
+		// of its CONNECT when connect is false, and is connected otherwise.
+		end     func(t *testing.T, c *testbroker.WSClient)
+		connect bool
+	}{
+		{
+			name:    "client sends a close frame (a tab closed)",
+			connect: true,
+			end: func(t *testing.T, c *testbroker.WSClient) {
+				if err := c.WriteFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, ""))); err != nil {
+					t.Fatal(err)
+				}
+				c.ExpectClose(t, mqttws.CloseGoingAway, 5*time.Second)
+			},
+		},
+		{
+			name:    "client drops TCP between frames",
+			connect: true,
+			end:     func(_ *testing.T, c *testbroker.WSClient) { _ = c.Conn.Close() },
+		},
+		{
+			name:    "client drops TCP inside a frame",
+			connect: true,
+			end: func(t *testing.T, c *testbroker.WSClient) {
+				writeFramePrefix(t, c, testbroker.PublishPacket("a/b", make([]byte, 90)), 10)
+				_ = c.Conn.Close()
+			},
+		},
+		{
+			name:    "client sends DISCONNECT",
+			connect: true,
+			end: func(t *testing.T, c *testbroker.WSClient) {
+				if err := c.WriteFrame(ws.NewBinaryFrame(testbroker.Disconnect)); err != nil {
+					t.Fatal(err)
+				}
+				c.ExpectClose(t, mqttws.CloseNormal, 5*time.Second)
+			},
+		},
+		{
+			name:    "client sends a text frame (the stream closes with 1003)",
+			connect: true,
+			end: func(t *testing.T, c *testbroker.WSClient) {
+				if err := c.WriteFrame(ws.NewTextFrame([]byte("hello"))); err != nil {
+					t.Fatal(err)
+				}
+				c.ExpectClose(t, mqttws.CloseUnsupportedData, 5*time.Second)
+			},
+		},
+		{
+			name: "client sends a close frame inside its CONNECT",
+			end: func(t *testing.T, c *testbroker.WSClient) {
+				if err := c.WriteFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, ""))); err != nil {
+					t.Fatal(err)
+				}
+				c.ExpectClose(t, mqttws.CloseGoingAway, 5*time.Second)
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := startBroker(t, mochi.Options{})
+			var c *testbroker.WSClient
+			if tt.connect {
+				c = testbroker.ConnectRaw(t, b.http.URL, testbroker.ClientID("leaving"))
+			} else {
+				c = testbroker.DialWS(t, b.http.URL)
+				connect := testbroker.ConnectPacket(testbroker.ClientID("leaving"), 60)
+				if err := c.WriteFrame(ws.NewBinaryFrame(connect[:5])); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tt.end(t, c)
+			if err := b.expectServed(t); err != nil {
+				t.Errorf("ServeStream returned %v, want nil: the client went away, nothing failed", err)
+			}
+		})
+	}
+}
+
+func TestBackendErrorsAreStillReturned(t *testing.T) {
+	t.Parallel()
+	errRefused := errors.New("refused by the test hook")
+	tests := []struct {
+		name    string
+		hook    mqtt.Hook // added to the broker, when not nil
+		connect []byte    // the client's first bytes; nil: none
+		check   func(t *testing.T, err error)
+	}{
+		{
+			name: "no CONNECT in time",
+			check: func(t *testing.T, err error) {
+				var ce *mqttws.CloseError
+				if !errors.As(err, &ce) || ce.Code != mqttws.ClosePolicyViolation || ce.Reason != "no MQTT CONNECT packet within 200ms" {
+					t.Errorf("ServeStream returned %v, want a CloseError with %d %q", err, mqttws.ClosePolicyViolation, "no MQTT CONNECT packet within 200ms")
+				}
+			},
+		},
+		{
+			name:    "a hook refuses the CONNECT",
+			hook:    &refusingHook{err: errRefused},
+			connect: testbroker.ConnectPacket(testbroker.ClientID("refused"), 60),
+			check: func(t *testing.T, err error) {
+				if !errors.Is(err, errRefused) {
+					t.Errorf("ServeStream returned %v, want the hook's error", err)
+				}
+			},
+		},
+		{
+			name:    "first packet is not a CONNECT",
+			connect: testbroker.PublishPacket("a/b", []byte("hello")),
+			check: func(t *testing.T, err error) {
+				if !errors.Is(err, packets.ErrProtocolViolationRequireFirstConnect) {
+					t.Errorf("ServeStream returned %v, want mochi's %v", err, packets.ErrProtocolViolationRequireFirstConnect)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := startBroker(t, mochi.Options{ConnectTimeout: 200 * time.Millisecond})
+			if tt.hook != nil {
+				if err := b.server.AddHook(tt.hook, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c := testbroker.DialWS(t, b.http.URL)
+			if tt.connect != nil {
+				if err := c.WriteFrame(ws.NewBinaryFrame(tt.connect)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := b.expectServed(t)
+			t.Logf("ServeStream returned %v", err)
+			tt.check(t, err)
+		})
+	}
+}
+
+// refusingHook fails every OnConnect with err.
+type refusingHook struct {
+	mqtt.HookBase
+	err error
+}
+
+func (h *refusingHook) ID() string { return "refusing" }
+
+func (h *refusingHook) Provides(b byte) bool { return b == mqtt.OnConnect }
+
+func (h *refusingHook) OnConnect(*mqtt.Client, packets.Packet) error { return h.err }

@@ -1,6 +1,7 @@
 package mochi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -18,22 +19,31 @@ import (
 // than with the 1000 of a normal close.
 type stream struct {
 	*mqttws.Stream
+	ctx            context.Context // the backend's: done once the stream is closing
 	connectTimeout time.Duration
 	connecting     atomic.Bool // mochi has not set a deadline of its own yet
 	connectExpired atomic.Bool
+	endedFirst     atomic.Bool // a read failed because the stream was closing already
 }
 
-func newStream(s *mqttws.Stream, connectTimeout time.Duration) *stream {
-	c := &stream{Stream: s, connectTimeout: connectTimeout}
+func newStream(ctx context.Context, s *mqttws.Stream, connectTimeout time.Duration) *stream {
+	c := &stream{Stream: s, ctx: ctx, connectTimeout: connectTimeout}
 	c.connecting.Store(connectTimeout > 0)
 	return c
 }
 
-// Read reads from the stream, noting an expired CONNECT deadline.
+// Read reads from the stream, noting an expired CONNECT deadline, and a
+// read that failed because the stream was closing (the handler closed it,
+// or mochi did): mochi's error is then no news.
 func (s *stream) Read(p []byte) (int, error) {
 	n, err := s.Stream.Read(p)
-	if err != nil && s.connecting.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
-		s.connectExpired.Store(true)
+	if err != nil {
+		if s.connecting.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+			s.connectExpired.Store(true)
+		}
+		if s.ctx.Err() != nil {
+			s.endedFirst.Store(true)
+		}
 	}
 	return n, err
 }
@@ -49,7 +59,13 @@ func (s *stream) SetDeadline(t time.Time) error {
 // CloseNormal (1000) otherwise.
 func (s *stream) Close() error {
 	if s.connectExpired.Load() {
-		return s.Stream.CloseWith(mqttws.ClosePolicyViolation, fmt.Sprintf("no MQTT CONNECT packet within %v", s.connectTimeout))
+		return s.Stream.CloseWith(mqttws.ClosePolicyViolation, s.connectTimeoutReason())
 	}
 	return s.Stream.Close()
+}
+
+// connectTimeoutReason is the close reason of a client whose CONNECT did not
+// come within the ConnectTimeout.
+func (s *stream) connectTimeoutReason() string {
+	return fmt.Sprintf("no MQTT CONNECT packet within %v", s.connectTimeout)
 }
