@@ -18,8 +18,10 @@ import (
 type frameReader struct {
 	buf          readBuffer
 	maxFrameSize int64 // 0: no limit
+	deflate      bool  // permessage-deflate was negotiated: RSV1 may mark a message compressed
 
 	fragmented bool    // inside a message whose last frame has not come yet
+	compressed bool    // the current message is compressed (its first frame had RSV1)
 	remaining  int64   // payload bytes of the current data frame still to read
 	offset     int     // payload bytes of the current data frame already unmasked
 	mask       [4]byte // the current data frame's mask
@@ -59,6 +61,13 @@ func (fr *frameReader) next() (ws.Header, []byte, error) {
 	if err != nil {
 		return h, nil, fmt.Errorf("mqttws: frame header: %w", err)
 	}
+	rsv1 := h.Rsv&rsvCompressed != 0
+	if rsv1 {
+		if err := fr.checkCompressedBit(h); err != nil {
+			return h, nil, err
+		}
+		h.Rsv &^= rsvCompressed
+	}
 	state := ws.StateServerSide
 	if fr.fragmented {
 		state = state.Set(ws.StateFragmented)
@@ -92,6 +101,9 @@ func (fr *frameReader) next() (ws.Header, []byte, error) {
 		}
 	}
 	fr.buf.discard(size)
+	if h.OpCode != ws.OpContinuation {
+		fr.compressed = rsv1
+	}
 	fr.fragmented = !h.Fin
 	fr.remaining = h.Length
 	fr.offset = 0
@@ -99,11 +111,31 @@ func (fr *frameReader) next() (ws.Header, []byte, error) {
 	return h, nil, nil
 }
 
-// dataHeaderBuffered reports whether the whole header of a data frame is
-// buffered already, so that next returns it without reading.
+// rsvCompressed is RSV1 in ws.Header.Rsv: permessage-deflate's "Per-Message
+// Compressed" bit (RFC 7692 section 6).
+var rsvCompressed = ws.Rsv(true, false, false)
+
+// checkCompressedBit applies RFC 7692's rules to a frame with RSV1 set: only
+// the first frame of a data message may carry it, and only once
+// permessage-deflate was negotiated.
+func (fr *frameReader) checkCompressedBit(h ws.Header) *CloseError {
+	switch {
+	case !fr.deflate:
+		return &CloseError{Code: CloseProtocolError, Reason: "RSV1 set, but permessage-deflate was not negotiated"}
+	case h.OpCode.IsControl():
+		return &CloseError{Code: CloseProtocolError, Reason: "RSV1 set on a control frame"}
+	case h.OpCode == ws.OpContinuation:
+		return &CloseError{Code: CloseProtocolError, Reason: "RSV1 set on a continuation frame: only a message's first frame may carry it"}
+	}
+	return nil
+}
+
+// dataHeaderBuffered reports whether the whole header of an uncompressed
+// data frame is buffered already, so that next returns it without reading.
+// (The frames of a compressed message are read by the inflater.)
 func (fr *frameReader) dataHeaderBuffered() bool {
 	b := fr.buf.buf[fr.buf.r:fr.buf.w]
-	return len(b) >= ws.MinHeaderSize && !ws.OpCode(b[0]&0x0f).IsControl() && len(b) >= headerSize(b)
+	return len(b) >= ws.MinHeaderSize && !ws.OpCode(b[0]&0x0f).IsControl() && b[0]&0x40 == 0 && len(b) >= headerSize(b)
 }
 
 // headerSize returns the size of the frame header whose first two bytes are b.
@@ -137,6 +169,24 @@ func (fr *frameReader) readPayload(p []byte) (int, error) {
 	return n, err
 }
 
+// skipPayload consumes payload bytes of the current data frame without
+// copying them: those buffered, or what one read brings.
+func (fr *frameReader) skipPayload() error {
+	if fr.buf.buffered() == 0 {
+		if err := fr.buf.fill(1); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	n := int(min(int64(fr.buf.buffered()), fr.remaining))
+	fr.buf.discard(n)
+	fr.offset += n
+	fr.remaining -= int64(n)
+	return nil
+}
+
 // frameWriter writes server frames: unmasked, final, with the header and the
 // payload handed to the kernel in one writev (net.Buffers) and the payload
 // never copied.
@@ -164,10 +214,11 @@ func (s *headerSink) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// writeFrame writes one final frame. On error the connection is in an
-// unknown state (part of a frame may have gone out) and must be closed.
-func (fw *frameWriter) writeFrame(op ws.OpCode, payload []byte) error {
-	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(payload))}
+// writeFrame writes one frame with header h (its Length set here). On
+// error the connection is in an unknown state (part of a frame may have
+// gone out) and must be closed.
+func (fw *frameWriter) writeFrame(h ws.Header, payload []byte) error {
+	h.Length = int64(len(payload))
 	if err := ws.WriteHeaderBuffer(&fw.sink, h, fw.header[:]); err != nil {
 		return err
 	}

@@ -175,3 +175,46 @@ func FuzzClientAddr(f *testing.F) {
 		t.Fatalf("reported %s, found in no header (%q %q %q)", got, xff, forwarded, realIP)
 	})
 }
+
+// FuzzInflatingReader feeds arbitrary client bytes to a stream that
+// negotiated permessage-deflate, read with varying buffer sizes. It must
+// never panic or hang, never inflate a message past MaxInflatedSize, end
+// protocol violations and bad compressed data with a close code RFC 6455
+// allows, and only ever write valid server frames. The seed corpus in
+// testdata/fuzz/FuzzInflatingReader holds compressed messages whole,
+// fragmented with pings between, in one-byte frames, a small zip bomb and
+// broken ones.
+func FuzzInflatingReader(f *testing.F) {
+	// "hello" compressed, in one masked frame with RSV1.
+	f.Add([]byte{0xc1 ^ 0x01 ^ 0x02, 0x87, 0, 0, 0, 0, 0xca, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}, uint16(7))
+	const limit = 64 << 10
+	f.Fuzz(func(t *testing.T, data []byte, readSize uint16) {
+		conn := &fuzzConn{in: bytes.NewReader(data)}
+		cfg := (&CompressionOptions{MaxInflatedSize: limit}).config(0)
+		s := newStream(conn, conn, streamConfig{
+			pool:         &bufferPool{size: minReadBufferSize},
+			deflate:      &cfg,
+			closeTimeout: time.Second,
+		})
+		buf := make([]byte, 1+int(readSize)%4096)
+		total := 0
+		var err error
+		for err == nil {
+			var n int
+			n, err = s.Read(buf)
+			total += n
+		}
+		// Every message takes a header of 6 bytes at least.
+		if max := (len(data)/6 + 1) * limit; total > max {
+			t.Fatalf("read %d bytes out of %d sent: more than %d messages of the limit", total, len(data), len(data)/6+1)
+		}
+		var ce *CloseError
+		if errors.As(err, &ce) && !slices.Contains([]CloseCode{1002, 1003, 1007, 1009}, ce.Code) {
+			t.Fatalf("violation closed with %d", ce.Code)
+		}
+		checkServerFrames(t, conn.out.Bytes(), ce)
+		if s.deflate.in.f != nil {
+			t.Fatal("the decompressor was not given back once reading ended")
+		}
+	})
+}

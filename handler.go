@@ -110,6 +110,11 @@ type Handler struct {
 	// most this many bytes. Zero sends each Write as one frame.
 	WriteFrameSize int
 
+	// Compression, when set, turns on permessage-deflate (RFC 7692) for the
+	// clients that offer it (browsers and Node's ws do): see
+	// CompressionOptions. Nil: every connection is served uncompressed.
+	Compression *CompressionOptions
+
 	// ReadBufferSize is the size of the pooled buffer a connection reads
 	// frame headers and small payloads into while data flows (at least 256).
 	// An idle connection holds none. Zero means DefaultReadBufferSize.
@@ -192,17 +197,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
+	var deflate *deflateConfig
+	var extensions string // the Sec-WebSocket-Extensions answer
+	if h.Compression != nil {
+		if extensions = negotiateDeflate(r.Header); extensions != "" {
+			cfg := h.Compression.config(h.WriteFrameSize)
+			deflate = &cfg
+		}
+	}
+
 	var conn net.Conn
 	var src io.Reader
 	if r.ProtoMajor == 2 {
-		conn = acceptExtendedConnect(w, r, subprotocol)
+		conn = acceptExtendedConnect(w, r, subprotocol, extensions)
 		if conn == nil { // the client reset the stream before the 200 went out
 			h.countRefusal("upgrade_failed")
 			return
 		}
 		src = conn
 	} else {
-		conn, src = h.upgrade(w, r, subprotocol, remote)
+		conn, src = h.upgrade(w, r, subprotocol, extensions, remote)
 	}
 	if conn == nil {
 		return
@@ -217,6 +231,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		addrKey:          addrKey,
 		maxFrameSize:     h.MaxFrameSize,
 		writeFrameSize:   h.WriteFrameSize,
+		deflate:          deflate,
 		pingInterval:     orDefault(h.PingInterval, DefaultPingInterval),
 		pongTimeout:      orDefault(h.PongTimeout, DefaultPongTimeout),
 		writeTimeout:     orDefault(h.WriteTimeout, DefaultWriteTimeout),
@@ -245,13 +260,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	go h.serve(ctx, s)
 }
 
-// upgrade hijacks an HTTP/1.1 request's connection and answers 101. It
+// upgrade hijacks an HTTP/1.1 request's connection and answers 101, with
+// the Sec-WebSocket-Extensions answer extensions unless it is empty. It
 // returns the connection and the reader of the client's bytes (which starts
 // with any net/http had buffered), or nil when the upgrade failed.
-func (h *Handler) upgrade(w http.ResponseWriter, r *http.Request, subprotocol string, remote net.Addr) (net.Conn, io.Reader) {
+func (h *Handler) upgrade(w http.ResponseWriter, r *http.Request, subprotocol, extensions string, remote net.Addr) (net.Conn, io.Reader) {
 	var upgrader ws.HTTPUpgrader
 	if subprotocol != "" {
 		upgrader.Protocol = func(p string) bool { return p == subprotocol }
+	}
+	if extensions != "" {
+		upgrader.Header = http.Header{"Sec-Websocket-Extensions": {extensions}}
 	}
 	conn, rw, _, err := upgrader.Upgrade(canonicalUpgrade(r, subprotocol), w)
 	if err != nil {
@@ -301,6 +320,8 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) (string, context
 	switch {
 	case h.Backend == nil:
 		return "", nil, refuseAs("no_backend", http.StatusInternalServerError, "no Backend configured")
+	case h.Compression != nil && !validCompressionLevel(h.Compression.Level):
+		return "", nil, refuseAs("bad_compression_level", http.StatusInternalServerError, "Handler.Compression.Level %d is not a compress/flate level: want 1 (BestSpeed) to 9 (BestCompression), -1 (DefaultCompression), -2 (HuffmanOnly), or 0 for DefaultCompressionLevel", h.Compression.Level)
 	case r.ProtoMajor != 2 && !canHijack(w):
 		return "", nil, refuseAs("cannot_hijack", http.StatusInternalServerError, "the http.ResponseWriter cannot hijack the connection (a middleware that hides Hijack and Unwrap?)")
 	}

@@ -172,6 +172,9 @@ func headerHasToken(h http.Header, name, token string) bool {
 // allows a field to be split over several lines and other tokens beside
 // ("Connection: keep-alive, Upgrade"; "Upgrade: h2c, websocket"), which
 // gobwas/ws would answer with 400 after hijacking the connection.
+// Sec-WebSocket-Extensions is left out: the handler negotiates
+// permessage-deflate itself (negotiateDeflate), the same way for HTTP/1.1
+// and HTTP/2, and gobwas/ws must accept no extension of its own.
 func canonicalUpgrade(r *http.Request, subprotocol string) *http.Request {
 	header := http.Header{
 		"Connection":            {"Upgrade"},

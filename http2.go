@@ -51,12 +51,16 @@ func checkExtendedConnect(r *http.Request, prefs []string, allowNone bool) (stri
 	return selectSubprotocol(offeredSubprotocols(r.Header), prefs, allowNone)
 }
 
-// acceptExtendedConnect answers 200 to an HTTP/2 WebSocket handshake and
+// acceptExtendedConnect answers 200 to an HTTP/2 WebSocket handshake, with
+// the Sec-WebSocket-Extensions answer extensions unless it is empty, and
 // returns the stream as a net.Conn, or nil when the answer could not be
 // sent (the client is gone).
-func acceptExtendedConnect(w http.ResponseWriter, r *http.Request, subprotocol string) net.Conn {
+func acceptExtendedConnect(w http.ResponseWriter, r *http.Request, subprotocol, extensions string) net.Conn {
 	if subprotocol != "" {
 		w.Header().Set("Sec-WebSocket-Protocol", subprotocol)
+	}
+	if extensions != "" {
+		w.Header().Set("Sec-WebSocket-Extensions", extensions)
 	}
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)

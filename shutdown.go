@@ -69,6 +69,9 @@ func (h *Handler) track(s *Stream) bool {
 	h.streams[s] = struct{}{}
 	h.active.Add(1)
 	h.stats.accepted++
+	if s.deflate != nil {
+		h.stats.compressed++
+	}
 	return true
 }
 

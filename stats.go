@@ -6,8 +6,8 @@ import (
 )
 
 // Stats is a snapshot of a Handler's counters since it started serving.
-// Bytes are MQTT bytes (frame payloads); frames count data and control
-// frames alike.
+// Bytes are MQTT bytes (frame payloads, inflated where compressed); frames
+// count data and control frames alike.
 type Stats struct {
 	Active   int    // connections being served
 	Accepted uint64 // connections upgraded
@@ -15,7 +15,7 @@ type Stats struct {
 	// "bad_handshake", "version", "http_version", "subprotocol", "host",
 	// "origin", "unauthorized", "max_connections",
 	// "max_connections_per_addr", "shutting_down", "no_backend",
-	// "cannot_hijack", "upgrade_failed".
+	// "cannot_hijack", "bad_compression_level", "upgrade_failed".
 	Refused       map[string]uint64
 	BytesIn       uint64 // from clients
 	BytesOut      uint64 // to clients
@@ -23,6 +23,25 @@ type Stats struct {
 	FramesOut     uint64
 	CloseSent     map[CloseCode]uint64 // close frames sent, by code (0: no code)
 	CloseReceived map[CloseCode]uint64 // close frames received, by code (0: no code)
+
+	// Compressed counts the connections, of Accepted, that negotiated
+	// permessage-deflate (Handler.Compression).
+	Compressed uint64
+	// CompressedBytesIn and CompressedBytesOut count the MQTT bytes, of
+	// BytesIn and BytesOut, that traveled in compressed messages: before
+	// compression. CompressedWireBytesIn and CompressedWireBytesOut count
+	// the frame payload bytes those messages took on the wire: after
+	// compression. CompressedBytesOut / CompressedWireBytesOut is the
+	// compression ratio of what clients received; the bytes on the wire in
+	// all are BytesOut - CompressedBytesOut + CompressedWireBytesOut.
+	CompressedBytesIn      uint64
+	CompressedWireBytesIn  uint64
+	CompressedBytesOut     uint64
+	CompressedWireBytesOut uint64
+	// CompressedMessagesIn and CompressedMessagesOut count the messages
+	// that traveled compressed (a message is a Write on the way out).
+	CompressedMessagesIn  uint64
+	CompressedMessagesOut uint64
 }
 
 // totals holds the counters of ended connections and of refusals; the
@@ -36,6 +55,24 @@ type totals struct {
 	framesOut     uint64
 	closeSent     map[CloseCode]uint64
 	closeReceived map[CloseCode]uint64
+	compressed    uint64
+	deflate       deflateTotals
+}
+
+// deflateTotals are the permessage-deflate counters of Stats.
+type deflateTotals struct {
+	bytesIn, wireIn, messagesIn    uint64
+	bytesOut, wireOut, messagesOut uint64
+}
+
+// add counts the compressed traffic of d.
+func (t *deflateTotals) add(d *streamDeflate) {
+	t.bytesIn += uint64(d.bytesIn.Load())
+	t.wireIn += uint64(d.wireIn.Load())
+	t.messagesIn += uint64(d.messagesIn.Load())
+	t.bytesOut += uint64(d.bytesOut.Load())
+	t.wireOut += uint64(d.wireOut.Load())
+	t.messagesOut += uint64(d.messagesOut.Load())
 }
 
 // refused counts a refusal; it takes no lock, so the caller must not hold
@@ -53,6 +90,9 @@ func (t *totals) add(s *Stream) {
 	t.bytesOut += uint64(s.bytesOut.Load())
 	t.framesIn += uint64(s.framesIn.Load())
 	t.framesOut += uint64(s.framesOut.Load())
+	if s.deflate != nil {
+		t.deflate.add(s.deflate)
+	}
 	sent, rcvd := s.closeCodes()
 	if sent.ok {
 		t.closeSent = increment(t.closeSent, sent.code)
@@ -86,13 +126,20 @@ func (h *Handler) Stats() Stats {
 		FramesOut:     t.framesOut,
 		CloseSent:     maps.Clone(t.closeSent),
 		CloseReceived: maps.Clone(t.closeReceived),
+		Compressed:    t.compressed,
 	}
+	d := t.deflate
 	for s := range h.streams {
 		st.BytesIn += uint64(s.bytesIn.Load())
 		st.BytesOut += uint64(s.bytesOut.Load())
 		st.FramesIn += uint64(s.framesIn.Load())
 		st.FramesOut += uint64(s.framesOut.Load())
+		if s.deflate != nil {
+			d.add(s.deflate)
+		}
 	}
+	st.CompressedBytesIn, st.CompressedWireBytesIn, st.CompressedMessagesIn = d.bytesIn, d.wireIn, d.messagesIn
+	st.CompressedBytesOut, st.CompressedWireBytesOut, st.CompressedMessagesOut = d.bytesOut, d.wireOut, d.messagesOut
 	if st.Refused == nil {
 		st.Refused = map[string]uint64{}
 	}
@@ -117,6 +164,14 @@ func (h *Handler) logEnd(s *Stream, backendErr error) {
 		"bytes_out", s.bytesOut.Load(),
 		"frames_in", s.framesIn.Load(),
 		"frames_out", s.framesOut.Load(),
+	}
+	if d := s.deflate; d != nil {
+		attrs = append(attrs,
+			"compressed_bytes_in", d.bytesIn.Load(),
+			"compressed_wire_bytes_in", d.wireIn.Load(),
+			"compressed_bytes_out", d.bytesOut.Load(),
+			"compressed_wire_bytes_out", d.wireOut.Load(),
+		)
 	}
 	if sent.ok {
 		attrs = append(attrs, "close_sent", sent.code, "close_sent_reason", sent.reason)

@@ -39,6 +39,8 @@ type Stream struct {
 	fr      frameReader
 	readErr error // set once reading is over for good
 
+	deflate *streamDeflate // nil unless permessage-deflate was negotiated
+
 	writeMu        sync.Mutex
 	fw             frameWriter
 	writeErr       error // set once a write failed
@@ -83,6 +85,7 @@ type streamConfig struct {
 	addrKey          netip.Prefix
 	maxFrameSize     int64
 	writeFrameSize   int
+	deflate          *deflateConfig // nil: permessage-deflate not negotiated
 	pingInterval     time.Duration
 	pongTimeout      time.Duration
 	writeTimeout     time.Duration
@@ -112,6 +115,10 @@ func newStream(conn net.Conn, src io.Reader, cfg streamConfig) *Stream {
 	}
 	s.fr.init(src, cfg.pool, cfg.maxFrameSize, &s.keepalive.traffic)
 	s.fw.dst = conn
+	if cfg.deflate != nil {
+		s.deflate = newStreamDeflate(s, cfg.deflate)
+		s.fr.deflate = true
+	}
 	s.keepalive.start(s, cfg.pingInterval, cfg.pongTimeout, cfg.firstDataTimeout)
 	return s
 }
@@ -120,13 +127,20 @@ func newStream(conn net.Conn, src io.Reader, cfg streamConfig) *Stream {
 // "mqttv3.1", or "" when the client offered none and the handler allowed it.
 func (s *Stream) Subprotocol() string { return s.subprotocol }
 
-// Read reads MQTT bytes from the payload of the client's binary frames.
+// Compressed reports whether the client and the handler negotiated
+// permessage-deflate (Handler.Compression).
+func (s *Stream) Compressed() bool { return s.deflate != nil }
+
+// Read reads MQTT bytes from the payload of the client's binary frames,
+// inflated as they are read when the message is compressed.
 //
 // It returns io.EOF after the client's close frame (or the end of the TCP
 // connection between frames), io.ErrUnexpectedEOF when the connection ends
 // inside a frame, a *CloseError when the client broke the protocol (the
 // stream then closes with the matching code), and the error of an expired
-// read deadline, after which Read may be called again.
+// read deadline, after which Read may be called again; except inside a
+// compressed message, which cannot be resumed: there an expired deadline
+// ends reading for good, and later calls return an error.
 func (s *Stream) Read(p []byte) (int, error) {
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
@@ -138,6 +152,19 @@ func (s *Stream) readLocked(p []byte) (int, error) {
 		return 0, s.readErr
 	}
 	for s.readErr == nil {
+		if s.fr.compressed {
+			n, err := s.deflate.in.read(p)
+			if n > 0 {
+				s.bytesIn.Add(int64(n))
+				s.deflate.bytesIn.Add(int64(n))
+				s.keepalive.dataRead()
+				return n, nil
+			}
+			if err != nil {
+				return 0, s.inflateFailed(err)
+			}
+			continue // the message is over
+		}
 		if s.fr.remaining > 0 {
 			n, err := s.fr.readPayload(p)
 			if n > 0 {
@@ -208,6 +235,8 @@ func (s *Stream) readFailed(err error) error {
 	switch {
 	case isTimeout(err) && !s.closing.Load():
 		return err
+	case errors.Is(err, errCloseInMessage):
+		return s.closeReceived(s.deflate.in.src.closeBody)
 	case errors.As(err, &ce):
 		s.sendClose(ce.Code, ce.Reason)
 		s.readErr = ce
@@ -218,8 +247,29 @@ func (s *Stream) readFailed(err error) error {
 	default:
 		s.readErr = fmt.Errorf("mqttws: read: %w", err)
 	}
-	s.closeConn()
+	s.endReading()
 	return s.readErr
+}
+
+// inflateFailed is readFailed for an error met inside a compressed message.
+// A decompressor stopped by a read deadline cannot resume: the caller gets
+// the timeout, and reading is over.
+func (s *Stream) inflateFailed(err error) error {
+	if isTimeout(err) && !s.closing.Load() {
+		s.readErr = errInflateDeadline
+		s.deflate.in.release()
+		return err
+	}
+	return s.readFailed(err)
+}
+
+// endReading closes the connection once reading is over for good, and
+// gives back a decompressor held for a message left unfinished.
+func (s *Stream) endReading() {
+	if s.deflate != nil {
+		s.deflate.in.release()
+	}
+	s.closeConn()
 }
 
 // closeReceived handles the client's close frame: a valid one is echoed
@@ -234,13 +284,16 @@ func (s *Stream) closeReceived(body []byte) error {
 	s.closeMu.Unlock()
 	s.sendClose(code, "")
 	s.readErr = io.EOF
-	s.closeConn()
+	s.endReading()
 	return io.EOF
 }
 
 // Write sends p as one binary frame, or as several of at most the handler's
-// WriteFrameSize. An error from the connection (an expired write deadline
-// included) leaves a frame half-sent, so it closes the stream.
+// WriteFrameSize. With permessage-deflate negotiated, a p of at least the
+// compression threshold goes out as one compressed message, in frames of at
+// most WriteFrameSize compressed bytes. An error from the connection (an
+// expired write deadline included) leaves a frame half-sent, so it closes
+// the stream.
 func (s *Stream) Write(p []byte) (int, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
@@ -251,6 +304,17 @@ func (s *Stream) Write(p []byte) (int, error) {
 		return 0, ErrStreamClosed
 	}
 	s.armWriteDeadline()
+	if s.deflate != nil && len(p) > 0 && len(p) >= s.deflate.cfg.threshold {
+		sent, err := s.writeCompressedLocked(p)
+		if err != nil {
+			return 0, err
+		}
+		if sent {
+			s.bytesOut.Add(int64(len(p)))
+			return len(p), nil
+		}
+		// p did not shrink: it goes out as it is.
+	}
 	written := 0
 	for len(p) > 0 {
 		chunk := p
@@ -267,9 +331,14 @@ func (s *Stream) Write(p []byte) (int, error) {
 	return written, nil
 }
 
-// writeFrameLocked writes one frame with writeMu held.
+// writeFrameLocked writes one final frame with writeMu held.
 func (s *Stream) writeFrameLocked(op ws.OpCode, payload []byte) error {
-	err := s.fw.writeFrame(op, payload)
+	return s.writeHeaderLocked(ws.Header{Fin: true, OpCode: op}, payload)
+}
+
+// writeHeaderLocked writes one frame with header h with writeMu held.
+func (s *Stream) writeHeaderLocked(h ws.Header, payload []byte) error {
+	err := s.fw.writeFrame(h, payload)
 	if err != nil {
 		if errors.Is(err, net.ErrClosed) {
 			s.writeErr = ErrStreamClosed
@@ -280,7 +349,7 @@ func (s *Stream) writeFrameLocked(op ws.OpCode, payload []byte) error {
 		return s.writeErr
 	}
 	s.framesOut.Add(1)
-	if op != ws.OpPing {
+	if h.OpCode != ws.OpPing {
 		s.keepalive.traffic.sent()
 	}
 	return nil
