@@ -59,7 +59,7 @@ func TestNginxInFront(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			url := startNginx(t, hostPort(startEmbedded(t, "-ping", c.ping)))
+			url := startNginx(t, hostPort(startEmbedded(t, "-ping", c.ping, "-trusted-proxy", "127.0.0.1")))
 			lost := make(chan error, 1)
 			cl := testbroker.Connect(t, url, clientID("idle"), func(err error) { lost <- err })
 			topic := "interop/nginx/" + c.name
@@ -103,7 +103,7 @@ func TestNginxInFront(t *testing.T) {
 
 	t.Run("ClientsGetEveryMessageThroughNginx", func(t *testing.T) {
 		t.Parallel()
-		url := startNginx(t, hostPort(startEmbedded(t, "-ping", pingInterval.String())))
+		url := startNginx(t, hostPort(startEmbedded(t, "-ping", pingInterval.String(), "-trusted-proxy", "127.0.0.1")))
 		tg := target{name: "nginx", url: url, broker: mochiBroker, mqttws: true}
 		sizes := []int{0, 126, 65536, 1 << 20}
 
@@ -205,7 +205,7 @@ func tryNginx(t *testing.T, upstream string) (string, error) {
 	}
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(nginxConfig(dir, port, upstream)), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(nginxConfig(t, dir, port, upstream)), 0o600); err != nil {
 		return "", err
 	}
 	var log testbroker.LockedBuffer
@@ -255,10 +255,36 @@ func tryNginx(t *testing.T, upstream string) (string, error) {
 	return "ws://" + addr + "/mqtt", nil
 }
 
-// nginxConfig is the usual WebSocket reverse proxy, with every file in dir
-// and no default site. Started as root, nginx would run its worker as
-// nobody: it runs as the current user.
-func nginxConfig(dir string, port int, upstream string) string {
+// deployGuideNginx is the nginx configuration of the deployment guide
+// (docs/deploy.md), which these tests run.
+const deployGuideNginx = "../docs/nginx-mqttws.conf"
+
+// nginxConfig is the deployment guide's configuration, with this test's
+// addresses and timeout put in, inside a main configuration that keeps
+// every file in dir. Started as root, nginx would run its worker as nobody:
+// it runs as the current user.
+func nginxConfig(t testing.TB, dir string, port int, upstream string) string {
+	t.Helper()
+	guide, err := os.ReadFile(deployGuideNginx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := string(guide)
+	for _, r := range []struct{ old, new string }{
+		{"server 127.0.0.1:8080;", "server " + upstream + ";"},
+		{"listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", port)},
+		{"proxy_read_timeout 75s;", fmt.Sprintf("proxy_read_timeout %ds;", int(nginxReadTimeout/time.Second))},
+		{"proxy_send_timeout 75s;", fmt.Sprintf("proxy_send_timeout %ds;", int(nginxReadTimeout/time.Second))},
+	} {
+		if n := strings.Count(site, r.old); n != 1 {
+			t.Fatalf("%s: %q appears %d times, want once: the test and the guide disagree", deployGuideNginx, r.old, n)
+		}
+		site = strings.Replace(site, r.old, r.new, 1)
+	}
+	sitePath := filepath.Join(dir, "mqttws.conf")
+	if err := os.WriteFile(sitePath, []byte(site), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var userLine string
 	if os.Geteuid() == 0 {
 		group := "root"
@@ -286,27 +312,7 @@ http {
 	uwsgi_temp_path %[1]s/uwsgi;
 	scgi_temp_path %[1]s/scgi;
 
-	map $http_upgrade $connection_upgrade {
-		default upgrade;
-		'' close;
-	}
-
-	server {
-		listen 127.0.0.1:%[3]d;
-
-		location /mqtt {
-			proxy_pass http://%[4]s;
-			proxy_http_version 1.1;
-			proxy_set_header Upgrade $http_upgrade;
-			proxy_set_header Connection $connection_upgrade;
-			# $http_host keeps the port, so that a browser's Origin
-			# matches the Host mqttws sees.
-			proxy_set_header Host $http_host;
-			proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-			proxy_read_timeout %[5]ds;
-			proxy_send_timeout %[5]ds;
-		}
-	}
+	include %[3]s;
 }
-`, dir, userLine, port, upstream, int(nginxReadTimeout/time.Second))
+`, dir, userLine, sitePath)
 }
