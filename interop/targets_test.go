@@ -59,10 +59,12 @@ func startTargets(t testing.TB) []target {
 }
 
 // startEmbedded runs examples/embedded: a chi app, mqttws and mochi in one
-// process, with flags added to -listen.
+// process, with flags added to -listen and -max-message (the transfers go up
+// to 1 MiB messages; the example's default is 128 KiB).
 func startEmbedded(t testing.TB, flags ...string) target {
 	t.Helper()
-	line := startProcess(t, exampleBinary(t, "embedded"), append([]string{"-listen", "127.0.0.1:0"}, flags...)...)
+	args := append([]string{"-listen", "127.0.0.1:0", "-max-message", "2097152"}, flags...)
+	line := startProcess(t, exampleBinary(t, "embedded"), args...)
 	return newTarget(t, embeddedName, line, mochiBroker, true)
 }
 

@@ -1,13 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
@@ -17,61 +19,84 @@ import (
 	"github.com/mqttws/mqttws/examples/internal/options"
 )
 
+// config is the program's configuration, from its flags.
+type config struct {
+	listen     string
+	path       string
+	maxMessage int
+	handler    options.Handler
+	server     options.Server
+}
+
 func main() {
-	listen := flag.String("listen", "127.0.0.1:8080", "`address` to serve HTTP on")
-	path := flag.String("path", "/mqtt", "URL `path` of the MQTT over WebSocket endpoint")
-	var opts options.Handler
-	opts.Register(flag.CommandLine)
+	var cfg config
+	flag.StringVar(&cfg.listen, "listen", "127.0.0.1:8080", "`address` to serve HTTP on")
+	flag.StringVar(&cfg.path, "path", "/mqtt", "URL `path` of the MQTT over WebSocket endpoint")
+	flag.IntVar(&cfg.maxMessage, "max-message", DefaultMaxMessage, "refuse MQTT packets (a PUBLISH with its topic and payload) over `BYTES`, disconnecting their sender; the broker keeps at most 128 packets for a client that does not read or acknowledge, so one such client pins up to 128 × BYTES: raise it with care")
+	cfg.handler.Register(flag.CommandLine)
+	cfg.server.Register(flag.CommandLine)
 	flag.Parse()
 	if flag.NArg() > 0 {
 		options.UsageError("embedded", fmt.Sprintf("unexpected argument %q", flag.Arg(0)))
 	}
-	if err := checkPath(*path); err != nil {
-		options.UsageError("embedded", err.Error())
-	}
-	if err := opts.Check(); err != nil {
-		options.UsageError("embedded", err.Error())
+	for _, check := range []func() error{
+		func() error { return checkPath(cfg.path) },
+		func() error { return checkMaxMessage(cfg.maxMessage) },
+		cfg.handler.Check,
+		cfg.server.Check,
+	} {
+		if err := check(); err != nil {
+			options.UsageError("embedded", err.Error())
+		}
 	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	slog.SetDefault(log)
-	if err := run(*listen, *path, opts, log); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop) // a second signal kills the program at once
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		log.Error(fmt.Sprintf("embedded: cannot serve on -listen %s: %v", cfg.listen, err))
+		os.Exit(1)
+	}
+	err = run(ctx, ln, cfg, log, func(host string) {
+		fmt.Printf("mqttws embedded: open http://%s/ (MQTT over WebSocket at ws://%s%s)\n", host, host, cfg.path)
+	})
+	if err != nil {
 		log.Error("embedded: " + err.Error())
 		os.Exit(1)
 	}
 }
 
-// run serves until SIGINT or SIGTERM, then stops everything in order.
-func run(listen, path string, opts options.Handler, log *slog.Logger) error {
-	// mochi logs each client at info level: keep its warnings only, so that
-	// the line with the URL stays readable.
-	broker := mqtt.New(&mqtt.Options{
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("component", "mochi"),
-	})
+// run serves on ln until ctx is done, then stops everything in order. ready
+// is called once it serves, with the host:port of its URLs.
+func run(ctx context.Context, ln net.Listener, cfg config, log *slog.Logger, ready func(host string)) error {
+	broker := mqtt.New(brokerOptions(cfg.maxMessage))
 	if err := broker.AddHook(new(auth.AllowHook), nil); err != nil {
+		_ = ln.Close()
 		return fmt.Errorf("mochi allow-all hook: %w", err)
 	}
 	backend, err := mochi.Attach(broker, mochi.Options{})
 	if err != nil {
+		_ = ln.Close()
 		return err
 	}
 	if err := broker.Serve(); err != nil {
+		_ = ln.Close()
 		return fmt.Errorf("mochi: %w", err)
 	}
 	ws := &mqttws.Handler{Backend: backend, Logger: log}
-	opts.Apply(ws)
-	var metrics http.Handler
-	if opts.Metrics {
-		metrics = options.MetricsHandler(ws)
-	}
-
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
+	if err := cfg.handler.Apply(ws, ln.Addr()); err != nil {
+		_ = ln.Close()
 		_ = broker.Close()
-		return fmt.Errorf("cannot serve on -listen %s: %w", listen, err)
+		return err
 	}
-	err = options.Serve(ln, routes(path, ws, metrics, log), ws, log, func(host string) string {
-		return fmt.Sprintf("mqttws embedded: open http://%s/ (MQTT over WebSocket at ws://%s%s)", host, host, path)
+	err = cfg.server.Serve(ctx, ln, options.App{
+		Handler: routes(cfg.path, ws, log),
+		WS:      ws,
+		Log:     log,
+		Ready:   ready,
 	})
 	// The broker goes last: the WebSocket connections are closed by now.
 	if cerr := broker.Close(); cerr != nil {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/mqttws/mqttws/examples/internal/options"
 )
 
 // static holds the page: index.html and the MQTT.js browser bundle it loads.
@@ -20,9 +22,9 @@ import (
 var static embed.FS
 
 // routes returns the app: the MQTT over WebSocket endpoint at wsPath, the
-// page and its files at /, /config.js, which tells the page wsPath, and
-// /metrics when metrics is not nil.
-func routes(wsPath string, ws, metrics http.Handler, log *slog.Logger) http.Handler {
+// page and its files at /, and /config.js, which tells the page wsPath.
+// Metrics are not here: they have a listener of their own (-metrics-listen).
+func routes(wsPath string, ws http.Handler, log *slog.Logger) http.Handler {
 	r := chi.NewRouter()
 	r.Use(middleware.RequestLogger(requestLog{log}))
 	r.Use(middleware.Recoverer)
@@ -35,9 +37,6 @@ func routes(wsPath string, ws, metrics http.Handler, log *slog.Logger) http.Hand
 	r.Group(func(r chi.Router) {
 		r.Use(middleware.Timeout(30 * time.Second))
 		r.Get("/config.js", configJS(wsPath))
-		if metrics != nil {
-			r.Handle("/metrics", metrics)
-		}
 		r.Handle("/*", http.FileServerFS(staticFS()))
 	})
 	return r
@@ -63,18 +62,15 @@ func staticFS() fs.FS {
 	return sub
 }
 
-// checkPath reports whether p can serve the WebSocket endpoint without
-// hiding the page.
+// checkPath reports whether p is a URL path (see options.CheckPath) that
+// can serve the WebSocket endpoint without hiding the page.
 func checkPath(p string) error {
-	if !strings.HasPrefix(p, "/") || p == "/" {
-		return fmt.Errorf("-path %q: want an absolute URL path other than /, such as /mqtt", p)
-	}
-	if strings.ContainsAny(p, "{}*") {
-		return fmt.Errorf("-path %q: no chi pattern characters ({, }, *) please", p)
+	if err := options.CheckPath(p); err != nil {
+		return err
 	}
 	name := strings.TrimPrefix(p, "/")
-	if _, err := fs.Stat(staticFS(), name); name == "config.js" || name == "metrics" || err == nil {
-		return fmt.Errorf("-path %q is taken by the page", p)
+	if _, err := fs.Stat(staticFS(), name); p == "/" || name == "config.js" || err == nil {
+		return fmt.Errorf("-path %q is taken by the page: want another path, such as /mqtt", p)
 	}
 	return nil
 }

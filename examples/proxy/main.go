@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/mqttws/mqttws"
@@ -15,64 +18,90 @@ import (
 	"github.com/mqttws/mqttws/examples/internal/options"
 )
 
+// config is the program's configuration, from its flags.
+type config struct {
+	listen    string
+	path      string
+	upstreams []string
+	ppVersion int
+	handler   options.Handler
+	server    options.Server
+}
+
 func main() {
-	listen := flag.String("listen", "127.0.0.1:8080", "`address` to serve HTTP on")
+	var cfg config
+	flag.StringVar(&cfg.listen, "listen", "127.0.0.1:8080", "`address` to serve HTTP on")
 	upstream := flag.String("upstream", "", "the MQTT broker's TCP `addresses` (host:port), comma-separated for the nodes of a cluster; required")
-	path := flag.String("path", "/mqtt", "URL `path` of the MQTT over WebSocket endpoint")
+	flag.StringVar(&cfg.path, "path", "/mqtt", "URL `path` of the MQTT over WebSocket endpoint")
 	proxyProtocol := flag.String("proxy-protocol", "off", "start broker connections with a PROXY protocol header of `VERSION` (off, v1 or v2) giving the client's address")
-	var opts options.Handler
-	opts.Register(flag.CommandLine)
+	cfg.handler.Register(flag.CommandLine)
+	cfg.server.Register(flag.CommandLine)
 	flag.Parse()
-	upstreams := splitList(*upstream)
+	cfg.upstreams = splitList(*upstream)
 	ppVersion, ppOK := map[string]int{"off": 0, "v1": 1, "v2": 2}[*proxyProtocol]
+	cfg.ppVersion = ppVersion
 	switch {
 	case flag.NArg() > 0:
 		options.UsageError("proxy", fmt.Sprintf("unexpected argument %q", flag.Arg(0)))
-	case len(upstreams) == 0:
+	case len(cfg.upstreams) == 0:
 		options.UsageError("proxy", "-upstream is required: the broker's host:port, such as -upstream 127.0.0.1:1883")
-	case !strings.HasPrefix(*path, "/") || strings.ContainsAny(*path, "{} \t"):
-		options.UsageError("proxy", fmt.Sprintf("-path %q: want a URL path such as /mqtt", *path))
 	case !ppOK:
 		options.UsageError("proxy", fmt.Sprintf("-proxy-protocol %q: want off, v1 or v2", *proxyProtocol))
 	}
-	for _, u := range upstreams {
+	for _, u := range cfg.upstreams {
 		if _, _, err := net.SplitHostPort(u); err != nil {
 			options.UsageError("proxy", fmt.Sprintf("-upstream %q: want host:port: %v", u, err))
 		}
 	}
-	if err := opts.Check(); err != nil {
-		options.UsageError("proxy", err.Error())
+	for _, check := range []func() error{
+		func() error { return options.CheckPath(cfg.path) },
+		cfg.handler.Check,
+		cfg.server.Check,
+	} {
+		if err := check(); err != nil {
+			options.UsageError("proxy", err.Error())
+		}
 	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	slog.SetDefault(log)
-	d := &backend.Dialer{Addresses: upstreams, ProxyProtocol: ppVersion}
-	if err := run(*listen, d, *path, opts, log); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop) // a second signal kills the program at once
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		log.Error(fmt.Sprintf("proxy: cannot serve on -listen %s: %v", cfg.listen, err))
+		os.Exit(1)
+	}
+	err = run(ctx, ln, cfg, log, func(host string) {
+		fmt.Printf("mqttws: serving ws://%s%s\n", host, cfg.path)
+	})
+	if err != nil {
 		log.Error("proxy: " + err.Error())
 		os.Exit(1)
 	}
 }
 
-// run serves until SIGINT or SIGTERM, then stops everything in order.
-func run(listen string, d *backend.Dialer, path string, opts options.Handler, log *slog.Logger) error {
+// run serves on ln until ctx is done, then stops everything in order. ready
+// is called once it serves, with the host:port of its URL.
+func run(ctx context.Context, ln net.Listener, cfg config, log *slog.Logger, ready func(host string)) error {
+	d := &backend.Dialer{Addresses: cfg.upstreams, ProxyProtocol: cfg.ppVersion}
 	ws := &mqttws.Handler{Backend: d, Logger: log}
-	opts.Apply(ws)
+	if err := cfg.handler.Apply(ws, ln.Addr()); err != nil {
+		_ = ln.Close()
+		return err
+	}
 	mux := http.NewServeMux()
-	mux.Handle(path, ws)
-	if opts.Metrics {
-		mux.Handle("/metrics", options.MetricsHandler(ws))
-	}
-
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return fmt.Errorf("cannot serve on -listen %s: %w", listen, err)
-	}
+	mux.Handle(cfg.path, ws)
 	for _, u := range d.Addresses {
 		go checkUpstream(u, log)
 	}
 	// Closing the WebSocket connections closes their broker connections.
-	return options.Serve(ln, mux, ws, log, func(host string) string {
-		return fmt.Sprintf("mqttws: serving ws://%s%s", host, path)
+	return cfg.server.Serve(ctx, ln, options.App{
+		Handler: mux,
+		WS:      ws,
+		Log:     log,
+		Ready:   ready,
 	})
 }
 

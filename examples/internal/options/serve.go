@@ -7,61 +7,111 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
+	"sync"
 	"time"
 
 	"github.com/mqttws/mqttws"
 )
 
-// ShutdownTimeout bounds a stop: the HTTP server's, then the WebSocket
-// connections'.
-const ShutdownTimeout = 10 * time.Second
+// App is what Serve serves.
+type App struct {
+	// Handler serves the public listener: the app's routes, the WebSocket
+	// endpoint among them.
+	Handler http.Handler
+	// WS is the WebSocket endpoint's handler: its connections are closed
+	// with 1001 at shutdown, its TrustedProxies are not counted by the cap
+	// on connections per address, its AllowedHosts guard the metrics too,
+	// and its Stats are the metrics.
+	WS *mqttws.Handler
+	// Log receives the servers' errors and the shutdown's steps.
+	Log *slog.Logger
+	// Ready, when not nil, is called once the app serves, with host:port of
+	// the public listener for a URL.
+	Ready func(host string)
+}
 
-// Serve serves handler on ln until SIGINT or SIGTERM, printing
-// banner(host:port) as one line on stdout once it serves, then stops the
-// HTTP server and, through http.Server.RegisterOnShutdown, the WebSocket
-// connections of ws (closed with 1001), within ShutdownTimeout.
-func Serve(ln net.Listener, handler http.Handler, ws *mqttws.Handler, log *slog.Logger, banner func(host string) string) error {
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second, // a handshake sent byte by byte is cut off
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+// Serve serves app on ln, and its metrics on a listener of their own when
+// s.MetricsListen is set, until ctx is done. It then stops: new connections
+// are refused, idle ones closed, plain HTTP requests still in progress get
+// s.Timeouts.Drain to finish before their connections are closed, and the
+// WebSocket connections are closed with 1001 within s.Timeouts.Shutdown.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, app App) error {
+	t := s.Timeouts.orDefaults()
+	log := app.Log
+	servers := []*http.Server{newHTTPServer(app.Handler, t, log)}
+	listeners := []net.Listener{LimitPerAddr(ln, s.MaxConnsPerAddr, app.WS.TrustedProxies, log)}
+	if s.MetricsListen != "" {
+		mln, err := net.Listen("tcp", s.MetricsListen)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("cannot serve metrics on -metrics-listen %s: %w", s.MetricsListen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", MetricsHandler(app.WS))
+		metrics := http.Handler(mux)
+		if len(app.WS.AllowedHosts) > 0 {
+			// A DNS rebinding page could read them otherwise.
+			hosts, err := AllowedHosts(mln.Addr(), app.WS.AllowedHosts)
+			if err != nil {
+				_ = ln.Close()
+				_ = mln.Close()
+				return err
+			}
+			metrics = guardHosts(hosts, mux)
+		}
+		servers = append(servers, newHTTPServer(metrics, t, log))
+		listeners = append(listeners, LimitPerAddr(mln, s.MaxConnsPerAddr, nil, log))
+		log.Info("serving metrics", "url", "http://"+displayHost(mln.Addr())+"/metrics")
 	}
+
 	// http.Server.Shutdown leaves hijacked connections alone: have it start
 	// the handler's own shutdown, which closes them with 1001.
-	sctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	wsCtx, cancelWS := context.WithCancel(context.Background())
+	defer cancelWS()
 	wsDone := make(chan error, 1)
-	srv.RegisterOnShutdown(func() { wsDone <- ws.Shutdown(sctx) })
+	servers[0].RegisterOnShutdown(func() { wsDone <- app.WS.Shutdown(wsCtx) })
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	fmt.Println(banner(displayHost(ln.Addr())))
+	served := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() { served <- srv.Serve(listeners[i]) }()
+	}
+	if app.Ready != nil {
+		app.Ready(displayHost(ln.Addr()))
+	}
 
 	var serveErr error
 	select {
 	case <-ctx.Done():
-		stop() // a second signal kills the program at once
 		log.Info("shutting down")
 	case err := <-served:
 		serveErr = fmt.Errorf("http server: %w", err)
 	}
 
-	timer := time.AfterFunc(ShutdownTimeout, cancel)
+	// The WebSocket connections get t.Shutdown from now to close.
+	timer := time.AfterFunc(t.Shutdown, cancelWS)
 	defer timer.Stop()
-	errs := []error{serveErr}
-	if err := srv.Shutdown(sctx); err != nil {
-		errs = append(errs, fmt.Errorf("http server shutdown: %w", err))
+	var wg sync.WaitGroup
+	for _, srv := range servers {
+		wg.Go(func() { drain(srv, t.Drain, log) })
+	}
+	wg.Wait()
+	var wsErr error
+	if err := <-wsDone; err != nil {
+		wsErr = fmt.Errorf("closing WebSocket connections: %w", err)
+	}
+	return errors.Join(serveErr, wsErr)
+}
+
+// drain shuts srv down: its listener and idle connections close at once,
+// requests in progress get d to finish, then what is left is closed. A
+// connection held by a slow or silent client is no error at shutdown.
+func drain(srv *http.Server, d time.Duration, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Info("closing HTTP connections still busy at shutdown", "drain", d, "err", err)
 		_ = srv.Close()
 	}
-	if err := <-wsDone; err != nil {
-		errs = append(errs, fmt.Errorf("closing WebSocket connections: %w", err))
-	}
-	return errors.Join(errs...)
 }
 
 // displayHost returns host:port of addr for a URL, with "localhost" for a
