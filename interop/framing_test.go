@@ -13,6 +13,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/gobwas/ws"
 
+	"github.com/mqttws/mqttws/internal/pahotest"
 	"github.com/mqttws/mqttws/internal/testbroker"
 )
 
@@ -391,7 +392,7 @@ type observer struct {
 func observe(t *testing.T, url, filter string, want int) *observer {
 	t.Helper()
 	o := &observer{got: map[string][]byte{}, more: make(chan struct{}, want)}
-	c := testbroker.Connect(t, url, clientID("observer"), nil)
+	c := pahotest.Connect(t, url, clientID("observer"), nil)
 	tok := c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) {
 		o.mu.Lock()
 		o.got[m.Topic()] = m.Payload()

@@ -55,8 +55,11 @@ func reexecWithXConnect() {
 }
 
 // h2Client opens WebSocket streams (RFC 8441) on one HTTP/2 connection.
+// It uses golang.org/x/net/http2's client, deprecated in favour of
+// net/http's own, because net/http's client refuses to send :protocol.
 type h2Client struct {
-	t  testing.TB
+	t testing.TB
+	//lint:ignore SA1019 net/http's client cannot send an extended CONNECT
 	cc *http2.ClientConn
 }
 
@@ -72,6 +75,7 @@ func dialH2(t testing.TB, addr string, tlsConf *tls.Config) *h2Client {
 	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
 		t.Fatalf("ALPN chose %q, want h2", p)
 	}
+	//lint:ignore SA1019 net/http's client cannot send an extended CONNECT
 	cc, err := (&http2.Transport{}).NewClientConn(conn)
 	if err != nil {
 		t.Fatalf("HTTP/2 client connection: %v", err)

@@ -21,6 +21,7 @@ import (
 	"github.com/mqttws/mqttws"
 	"github.com/mqttws/mqttws/backend"
 	"github.com/mqttws/mqttws/backend/mochi"
+	"github.com/mqttws/mqttws/internal/pahotest"
 	"github.com/mqttws/mqttws/internal/testbroker"
 )
 
@@ -64,7 +65,7 @@ func inProcessMochi(t *testing.T) mqttws.Backend {
 }
 
 // h2Opener opens WebSocket streams to u on the one HTTP/2 connection c.
-func h2Opener(t testing.TB, c *h2Client, u string) testbroker.OpenFunc {
+func h2Opener(t testing.TB, c *h2Client, u string) pahotest.OpenFunc {
 	return func() (net.Conn, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -129,13 +130,13 @@ func TestHTTP2ManyStreamsOnOneConnection(t *testing.T) {
 				}
 				idleStreams = append(idleStreams, s.(*h2WS))
 				id := testbroker.ClientID("idle")
-				cl := testbroker.ConnectOver(t, u, func() (net.Conn, error) { return s, nil }, id, func(err error) { lost.Store(id, err) })
+				cl := pahotest.ConnectOver(t, u, func() (net.Conn, error) { return s, nil }, id, func(err error) { lost.Store(id, err) })
 				_ = cl
 			}
 			victim := idleStreams[0]
 			t.Run("transfers", func(t *testing.T) {
 				go victim.Reset() // a tab that dies while the others work
-				testbroker.RunTransfersOver(t, u, open)
+				pahotest.RunTransfersOver(t, u, open)
 			})
 			if got := h.Stats().Accepted; got != streams {
 				t.Errorf("accepted %d streams, want %d", got, streams)

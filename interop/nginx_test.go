@@ -16,6 +16,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/mqttws/mqttws/internal/pahotest"
 	"github.com/mqttws/mqttws/internal/testbroker"
 )
 
@@ -61,7 +62,7 @@ func TestNginxInFront(t *testing.T) {
 			t.Parallel()
 			url := startNginx(t, hostPort(startEmbedded(t, "-ping", c.ping, "-trusted-proxy", "127.0.0.1")))
 			lost := make(chan error, 1)
-			cl := testbroker.Connect(t, url, clientID("idle"), func(err error) { lost <- err })
+			cl := pahotest.Connect(t, url, clientID("idle"), func(err error) { lost <- err })
 			topic := "interop/nginx/" + c.name
 			got := make(chan []byte, 1)
 			if tok := cl.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) { got <- m.Payload() }); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {

@@ -39,11 +39,17 @@ if [ -n "$unformatted" ]; then
 	echo "not gofmt-ed:"; echo "$unformatted"; exit 1
 fi
 
+# The repository is a workspace (go.work) of modules: the root (what users
+# import: mqttws and backend), backend/mochi, examples, interop,
+# internal/soak, internal/pahotest and benchmarks. A package pattern with the
+# module path reaches into all of them.
+all=github.com/mqttws/mqttws/...
+
 step "go vet"
-go vet ./...
+go vet "$all"
 
 step "staticcheck"
-go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 "$all"
 
 step "the root package imports gobwas/ws and the standard library only"
 deps=$(go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' . | grep -v -e '^github.com/mqttws/mqttws$' -e '^github.com/gobwas/' || true)
@@ -51,10 +57,18 @@ if [ -n "$deps" ]; then
 	echo "unexpected dependencies of package mqttws:"; echo "$deps"; exit 1
 fi
 
-step "go test -race"
-go test -race -count=1 -timeout 15m ./...
+step "a module importing mqttws and mqttws/backend gets gobwas, go-proxyproto and golang.org/x only"
+./scripts/lean-module.sh
+
+step "go test -race (every module but benchmarks, whose harness checks run below)"
+go test -race -count=1 -timeout 15m $(go list "$all" | grep -v '/benchmarks/')
+
+step "benchmark harness checks (no timing)"
+go test -count=1 -timeout 5m ./benchmarks/compression ./benchmarks/internal/report
 
 step "fuzz (short runs; the seed corpus in testdata/ also runs above)"
 go test -run '^$' -fuzz '^FuzzFrameReader$' -fuzztime 20s .
 go test -run '^$' -fuzz '^FuzzHandshake$' -fuzztime 10s .
 go test -run '^$' -fuzz '^FuzzClientAddr$' -fuzztime 10s .
+go test -run '^$' -fuzz '^FuzzInflatingReader$' -fuzztime 10s .
+go test -run '^$' -fuzz '^FuzzConnectWatch$' -fuzztime 10s ./backend

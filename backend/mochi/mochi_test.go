@@ -21,6 +21,7 @@ import (
 
 	"github.com/mqttws/mqttws"
 	"github.com/mqttws/mqttws/backend/mochi"
+	"github.com/mqttws/mqttws/internal/pahotest"
 	"github.com/mqttws/mqttws/internal/testbroker"
 )
 
@@ -88,7 +89,7 @@ func (b *broker) closeServer() {
 func TestPublishedPayloadsArriveByteExact(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, mochi.Options{})
-	testbroker.RunTransfers(t, b.http.URL)
+	pahotest.RunTransfers(t, b.http.URL)
 }
 
 func TestHooksReachTheStreamSubprotocol(t *testing.T) {
@@ -98,7 +99,7 @@ func TestHooksReachTheStreamSubprotocol(t *testing.T) {
 	if err := b.server.AddHook(hook, nil); err != nil {
 		t.Fatal(err)
 	}
-	testbroker.Connect(t, b.http.URL, testbroker.ClientID("hook"), nil)
+	pahotest.Connect(t, b.http.URL, testbroker.ClientID("hook"), nil)
 	select {
 	case got := <-hook.got:
 		if got != "mqtt" {
@@ -138,7 +139,7 @@ func TestServerCloseDisconnectsWebSocketClients(t *testing.T) {
 	const clients = 3
 	lost := make(chan error, clients)
 	for range clients {
-		testbroker.Connect(t, b.http.URL, testbroker.ClientID("close"), func(err error) { lost <- err })
+		pahotest.Connect(t, b.http.URL, testbroker.ClientID("close"), func(err error) { lost <- err })
 	}
 	b.http.WaitActiveStreams(clients, 5*time.Second)
 
@@ -228,7 +229,7 @@ func TestHandlerShutdownClosesClientsWith1001(t *testing.T) {
 	const clients = 2
 	lost := make(chan error, clients)
 	for range clients {
-		testbroker.Connect(t, b.http.URL, testbroker.ClientID("shutdown"), func(err error) { lost <- err })
+		pahotest.Connect(t, b.http.URL, testbroker.ClientID("shutdown"), func(err error) { lost <- err })
 	}
 	if n := atomic.LoadInt64(&b.server.Info.ClientsConnected); n != clients {
 		t.Fatalf("mochi counts %d connected clients, want %d", n, clients)

@@ -14,6 +14,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/mqttws/mqttws/examples/internal/exampletest"
+	"github.com/mqttws/mqttws/internal/pahotest"
 	"github.com/mqttws/mqttws/internal/testbroker"
 )
 
@@ -110,7 +111,7 @@ func TestShutdownWithSlowClientsOpenIsQuickAndClean(t *testing.T) {
 	if _, refused := exampletest.OpenIdle(t, "127.0.0.3", p.Addr, 20); refused > 0 {
 		t.Fatalf("%d of 20 requests not answered", refused)
 	}
-	testbroker.Connect(t, "ws://"+p.Addr+"/mqtt", testbroker.ClientID("stays"), nil)
+	pahotest.Connect(t, "ws://"+p.Addr+"/mqtt", testbroker.ClientID("stays"), nil)
 	time.Sleep(50 * time.Millisecond) // the POSTs are read
 
 	took, code := p.Terminate(t)

@@ -10,6 +10,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/mqttws/mqttws/examples/internal/options"
+	"github.com/mqttws/mqttws/internal/pahotest"
 	"github.com/mqttws/mqttws/internal/testbroker"
 )
 
@@ -35,12 +36,12 @@ func TestMQTTOverWebSocketOutlivesTheHTTPServerTimeouts(t *testing.T) {
 
 	url := "ws://" + ln.Addr().String() + "/mqtt"
 	got := make(chan string, 10)
-	sub := testbroker.Connect(t, url, testbroker.ClientID("sub"), nil)
+	sub := pahotest.Connect(t, url, testbroker.ClientID("sub"), nil)
 	tok := sub.Subscribe("t", 1, func(_ paho.Client, m paho.Message) { got <- string(m.Payload()) })
 	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscribe: %v", tok.Error())
 	}
-	pub := testbroker.Connect(t, url, testbroker.ClientID("pub"), nil)
+	pub := pahotest.Connect(t, url, testbroker.ClientID("pub"), nil)
 
 	time.Sleep(8 * timeout) // well past ReadTimeout, WriteTimeout and IdleTimeout
 	tok = pub.Publish("t", 1, false, "after the timeouts")

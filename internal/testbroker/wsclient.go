@@ -14,6 +14,9 @@ import (
 	"github.com/mqttws/mqttws"
 )
 
+// wsTimeout bounds each wait of a raw client that has no deadline of its own.
+const wsTimeout = 10 * time.Second
+
 // WSClient is a raw WebSocket client (github.com/gobwas/ws) that sends and
 // reads single frames, for tests that need control over framing.
 type WSClient struct {
@@ -25,7 +28,7 @@ type WSClient struct {
 // closes it when the test ends.
 func DialWS(t testing.TB, url string) *WSClient {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), pahoTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), wsTimeout)
 	defer cancel()
 	d := ws.Dialer{Protocols: []string{"mqtt"}}
 	conn, br, hs, err := d.Dial(ctx, url)
@@ -135,7 +138,7 @@ func ConnectRaw(t testing.TB, url, clientID string) *WSClient {
 // test unless they are want.
 func (c *WSClient) ExpectData(t testing.TB, want []byte) {
 	t.Helper()
-	got, _, err := c.ReadData(len(want), pahoTimeout)
+	got, _, err := c.ReadData(len(want), wsTimeout)
 	if err != nil {
 		t.Fatalf("waiting for % x: %v", want, err)
 	}

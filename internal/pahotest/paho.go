@@ -1,4 +1,7 @@
-package testbroker
+// Package pahotest connects eclipse/paho.mqtt.golang clients through
+// mqttws in tests and runs byte-exact transfers between them. It is a module
+// of its own so that paho stays out of the root module's go.mod.
+package pahotest
 
 import (
 	"bytes"
@@ -8,23 +11,16 @@ import (
 	neturl "net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/mqttws/mqttws/internal/testbroker"
 )
 
 // pahoTimeout bounds each paho operation that has no deadline of its own.
 const pahoTimeout = 10 * time.Second
-
-var clientSeq atomic.Int64
-
-// ClientID returns a client id unique in the test binary, with role in it
-// for the broker's logs.
-func ClientID(role string) string {
-	return fmt.Sprintf("mqttws-%s-%d", role, clientSeq.Add(1))
-}
 
 // Connect connects a paho client to url ("ws://..." or "wss://...") with a
 // clean session and no reconnection, and disconnects it when the test ends.
@@ -113,7 +109,7 @@ func (tr Transfer) Run(t testing.TB, url string) {
 		received []paho.Message
 		done     = make(chan struct{})
 	)
-	sub := ConnectOver(t, url, tr.Open, ClientID("sub"), nil)
+	sub := ConnectOver(t, url, tr.Open, testbroker.ClientID("sub"), nil)
 	wait(t, sub.Subscribe(topic, tr.QoS, func(_ paho.Client, m paho.Message) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -123,7 +119,7 @@ func (tr Transfer) Run(t testing.TB, url string) {
 		}
 	}), "subscribe to "+topic)
 
-	pub := ConnectOver(t, url, tr.Open, ClientID("pub"), nil)
+	pub := ConnectOver(t, url, tr.Open, testbroker.ClientID("pub"), nil)
 	tokens := make([]paho.Token, 0, tr.Count+1)
 	for _, p := range payloads {
 		tokens = append(tokens, pub.Publish(topic, tr.QoS, false, p))
@@ -196,7 +192,7 @@ func diff(got, want []byte) string {
 }
 
 // RunTransfers runs a parallel subtest of Transfer.Run against url for each
-// of QoSLevels × PayloadSizes.
+// of testbroker.QoSLevels × testbroker.PayloadSizes.
 func RunTransfers(t *testing.T, url string) {
 	t.Helper()
 	RunTransfersOver(t, url, nil)
@@ -206,8 +202,8 @@ func RunTransfers(t *testing.T, url string) {
 // open.
 func RunTransfersOver(t *testing.T, url string, open OpenFunc) {
 	t.Helper()
-	for _, qos := range QoSLevels {
-		for _, size := range PayloadSizes {
+	for _, qos := range testbroker.QoSLevels {
+		for _, size := range testbroker.PayloadSizes {
 			t.Run(fmt.Sprintf("QoS%d/%s", qos, size.Name), func(t *testing.T) {
 				t.Parallel()
 				Transfer{
