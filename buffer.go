@@ -32,12 +32,12 @@ func (p *bufferPool) put(b *[]byte) { p.pool.Put(b) }
 
 // readBuffer buffers what the client sends for frame headers and small
 // payloads. It holds a pooled buffer only while unread bytes are in it, or
-// while it waits right after a read that filled its inline array (data was
-// streaming in): when the buffer runs dry, the next read goes to a small
-// inline array, and moves to a pooled buffer only when more data follows. So
-// a connection that stalls, between frames or inside one, holds none unless
-// it stalls right after exactly 128 bytes. Payload reads at least a pooled
-// buffer long go straight into the caller's slice.
+// while it waits right after a read that filled its buffer (data is
+// streaming in, and a pooled buffer takes it in fewer system calls): when
+// the buffer runs dry after a short read, the next read goes to a small
+// inline array. So a connection that stalls, between frames or inside one,
+// holds none unless it stalls right at the end of a full read. Payload reads
+// at least a pooled buffer long go straight into the caller's slice.
 type readBuffer struct {
 	src     io.Reader
 	traffic *traffic // told of every read that returns bytes
@@ -45,7 +45,7 @@ type readBuffer struct {
 	pooled  *[]byte // nil unless buf is a pooled buffer
 	buf     []byte  // small[:] or *pooled
 	r, w    int     // unread bytes are buf[r:w]
-	more    bool    // the last read filled the inline array: more is likely waiting
+	more    bool    // the last read filled its buffer: more is likely waiting
 	small   [idleReadSize]byte
 }
 
@@ -109,8 +109,8 @@ func (b *readBuffer) read(p []byte) (int, error) {
 
 // fill reads once from the source, making room for need contiguous bytes.
 // It reads into the inline array unless that holds too little or the last
-// read filled it (then more data is likely waiting, and a pooled buffer
-// takes it in fewer calls).
+// read filled its buffer (then more data is likely waiting, and a pooled
+// buffer takes it in fewer calls).
 func (b *readBuffer) fill(need int) error {
 	if b.r == b.w && b.pooled == nil {
 		b.r, b.w = 0, 0
@@ -119,7 +119,7 @@ func (b *readBuffer) fill(need int) error {
 		b.grow()
 	}
 	n, err := b.src.Read(b.buf[b.w:])
-	b.more = b.pooled == nil && b.w+n == len(b.buf)
+	b.more = b.w+n == len(b.buf)
 	b.w += n
 	if n > 0 {
 		b.traffic.received()
@@ -148,9 +148,11 @@ func (b *readBuffer) grow() {
 }
 
 // release returns an empty pooled buffer and goes back to the inline one.
+//
+// It keeps more: when the inline array was filled, the next read takes a
+// pooled buffer even though the array has been drained since.
 func (b *readBuffer) release() {
 	b.r, b.w = 0, 0
-	b.more = false
 	if b.pooled != nil {
 		b.pool.put(b.pooled)
 		b.pooled = nil

@@ -1,5 +1,5 @@
 // Command bench runs every benchmark of mqttws side by side with its rivals
-// and reports the ratios against the targets of the benchmarks issue:
+// and reports the ratios against its goals:
 //
 //	go run ./cmd/bench -mode quick   # under 5 minutes
 //	go run ./cmd/bench -mode full    # longer runs, more rounds, up to 25k connections
@@ -8,7 +8,8 @@
 // throughput and latency with paho clients (package load), and memory per
 // idle connection (package idle), prints progress to standard error and the
 // ratio table to standard output, and writes results.csv, chart.svg and
-// latest.md under -out.
+// latest.md under -out (a new scratch directory unless given; -update writes
+// the committed results/ instead).
 //
 // Started as "bench serve ...", it is instead one of the in-process servers
 // under test (package proc): the runner measures their memory in a process
@@ -50,14 +51,35 @@ var suites = []string{report.Frame, report.E2E, report.Memory}
 func run(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	mode := fs.String("mode", "quick", "quick (under 5 minutes) or full")
-	out := fs.String("out", "results", "directory for results.csv, chart.svg and latest.md")
+	out := fs.String("out", "", "directory for results.csv, chart.svg and latest.md (a new directory under the system's temporary directory when empty)")
+	update := fs.Bool("update", false, "write the results to results/, the ones committed with the repository, instead of -out")
 	only := fs.String("only", strings.Join(suites, ","), "suites to run, comma-separated: "+strings.Join(suites, ", "))
 	profile := fs.String("profile", "", "directory for profiles of the in-process servers: CPU during the last end-to-end round, heap and goroutines with the most idle connections (none when empty)")
 	targetList := fs.String("targets", "", "end-to-end and memory targets to run, comma-separated (all when empty): "+strings.Join(targets.All, ", "))
 	rounds := fs.Int("rounds", 0, "repetitions of every measurement, overriding the mode's (0: the mode's)")
 	readme := fs.String("readme", "", "Markdown file whose section between <!-- bench:begin --> and <!-- bench:end --> gets the latest results (none when empty)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "bench: runs mqttws's benchmarks side by side with gorilla, coder, mochi's and mosquitto's listeners and raw TCP, and compares them with the goals.")
+		fmt.Fprintln(fs.Output(), "\nUsage: go run ./cmd/bench [flags]")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
+	}
+	switch {
+	case *update && *out != "":
+		return fmt.Errorf("-update writes results/: give -out or -update, not both")
+	case *update:
+		*out = "results"
+	case *out == "":
+		dir, err := os.MkdirTemp("", "mqttws-bench-")
+		if err != nil {
+			return err
+		}
+		*out = dir
 	}
 	p, ok := plans[*mode]
 	if !ok {

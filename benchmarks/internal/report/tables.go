@@ -63,7 +63,7 @@ func (c Check) value() string {
 func (r *Results) Markdown(checks []Check, frameSizes, e2eSizes, idleCounts []int, e2eTargets, idleTargets []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Mode `%s`, source `%s`, started %s, took %s. Machine: %s. Load average (1 min) at the start of each suite and at the end: %s.\n\n", r.Mode, r.Source, r.Started.Format("2006-01-02 15:04 MST"), r.Elapsed.Round(1e9), r.Machine, r.Load)
-	b.WriteString("| target of the issue | measured | value | want | met | medians |\n|---|---|---|---|---|---|\n")
+	b.WriteString("| goal | measured | value | want | met | medians |\n|---|---|---|---|---|---|\n")
 	goal := ""
 	for _, c := range grouped(checks) {
 		g := ""
