@@ -2,7 +2,6 @@ package mqttws_test
 
 import (
 	"context"
-	"crypto/tls"
 	"log"
 	"net"
 	"net/http"
@@ -12,36 +11,18 @@ import (
 	"github.com/mqttws/mqttws/backend"
 )
 
-// A WebSocket gateway in front of an existing broker, on a plain ServeMux:
-// every WebSocket connection to /mqtt becomes a TCP connection to the broker.
-func ExampleHandler() {
+// Serving wss:// (browsers on an https page must use it) and, when the
+// program runs with GODEBUG=http2xconnect=1 (Go 1.26), WebSocket over
+// HTTP/2 on the same TLS connections as the page.
+func ExampleHandler_wss() {
 	h := &mqttws.Handler{Backend: backend.Dial("127.0.0.1:1883")}
-	mux := http.NewServeMux()
-	mux.Handle("/mqtt", h)
-
-	srv := &http.Server{Addr: "127.0.0.1:8080", Handler: mux}
-	// Hijacked connections are not closed by srv.Shutdown: close them too.
-	srv.RegisterOnShutdown(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = h.Shutdown(ctx)
-	})
-	log.Fatal(srv.ListenAndServe())
-}
-
-// A gateway to a broker that takes TLS, refusing frames over 1 MiB and
-// splitting large messages into 64 KiB frames.
-func ExampleHandler_tls() {
-	h := &mqttws.Handler{
-		Backend: &backend.Dialer{
-			Addresses: []string{"broker.internal:8883"},
-			TLSConfig: &tls.Config{ServerName: "broker.internal"},
-			Timeout:   3 * time.Second,
-		},
-		MaxFrameSize:   1 << 20,
-		WriteFrameSize: 64 << 10,
+	srv := &http.Server{
+		Addr:              ":8443",
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       30 * time.Second,
 	}
-	http.Handle("/mqtt", h)
+	log.Fatal(srv.ListenAndServeTLS("cert.pem", "key.pem"))
 }
 
 // A backend written as a function: here, one that logs each client and then
