@@ -464,7 +464,7 @@ func TestHTTP2WithCompression(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	s, resp, err := c.open(ctx, u, []string{"mqtt"}, http.Header{"Sec-Websocket-Extensions": {"permessage-deflate; client_max_window_bits"}})
+	s, resp, err := c.Open(ctx, u, []string{"mqtt"}, http.Header{"Sec-Websocket-Extensions": {"permessage-deflate; client_max_window_bits"}})
 	if err != nil || s == nil {
 		t.Fatalf("open: %v %v", resp, err)
 	}
@@ -488,7 +488,7 @@ func TestHTTP2WithCompression(t *testing.T) {
 	if err := s.WriteRaw(raw); err != nil {
 		t.Fatal(err)
 	}
-	got, compressed := readRawMessages(t, s.body, len(p))
+	got, compressed := readRawMessages(t, s.RawBody(), len(p))
 	if !bytes.Equal(got, p) {
 		t.Fatalf("the echo of %d bytes differs (%d bytes back)", len(p), len(got))
 	}
@@ -497,7 +497,7 @@ func TestHTTP2WithCompression(t *testing.T) {
 	}
 	_ = s.Close()
 
-	plain, resp, err := c.open(ctx, u, []string{"mqtt"}, nil)
+	plain, resp, err := c.Open(ctx, u, []string{"mqtt"}, nil)
 	if err != nil || plain == nil {
 		t.Fatalf("open: %v %v", resp, err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/mqttws/mqttws/backend/mochi"
 	"github.com/mqttws/mqttws/internal/pahotest"
 	"github.com/mqttws/mqttws/internal/testbroker"
+	"github.com/mqttws/mqttws/interop/h2ws"
 )
 
 // h2Server serves h at /mqtt over TLS with HTTP/2 (and HTTP/1.1 for
@@ -65,11 +66,11 @@ func inProcessMochi(t *testing.T) mqttws.Backend {
 }
 
 // h2Opener opens WebSocket streams to u on the one HTTP/2 connection c.
-func h2Opener(t testing.TB, c *h2Client, u string) pahotest.OpenFunc {
+func h2Opener(t testing.TB, c *h2ws.Client, u string) pahotest.OpenFunc {
 	return func() (net.Conn, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		s, resp, err := c.open(ctx, u, []string{"mqtt"}, nil)
+		s, resp, err := c.Open(ctx, u, []string{"mqtt"}, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -122,13 +123,13 @@ func TestHTTP2ManyStreamsOnOneConnection(t *testing.T) {
 			const streams = 100
 			idle := streams - 2*len(testbroker.QoSLevels)*len(testbroker.PayloadSizes)
 			var lost sync.Map
-			var idleStreams []*h2WS
+			var idleStreams []*h2ws.Conn
 			for i := range idle {
 				s, err := open()
 				if err != nil {
 					t.Fatalf("idle stream %d: %v", i, err)
 				}
-				idleStreams = append(idleStreams, s.(*h2WS))
+				idleStreams = append(idleStreams, s.(*h2ws.Conn))
 				id := testbroker.ClientID("idle")
 				cl := pahotest.ConnectOver(t, u, func() (net.Conn, error) { return s, nil }, id, func(err error) { lost.Store(id, err) })
 				_ = cl
@@ -211,7 +212,7 @@ func TestHTTP2Refusals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			s, resp, err := c.open(ctx, u, tc.protocols, tc.header)
+			s, resp, err := c.Open(ctx, u, tc.protocols, tc.header)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -246,17 +247,17 @@ func echoBackend() mqttws.Backend {
 }
 
 // openEcho opens a stream on c and checks that it echoes.
-func openEcho(t *testing.T, c *h2Client, u string) *h2WS {
+func openEcho(t *testing.T, c *h2ws.Client, u string) *h2ws.Conn {
 	t.Helper()
 	s, err := h2Opener(t, c, u)()
 	if err != nil {
 		t.Fatal(err)
 	}
-	expectEcho(t, s.(*h2WS), []byte("hello"))
-	return s.(*h2WS)
+	expectEcho(t, s.(*h2ws.Conn), []byte("hello"))
+	return s.(*h2ws.Conn)
 }
 
-func expectEcho(t *testing.T, s *h2WS, msg []byte) {
+func expectEcho(t *testing.T, s *h2ws.Conn, msg []byte) {
 	t.Helper()
 	if _, err := s.Write(msg); err != nil {
 		t.Fatalf("write: %v", err)
@@ -313,7 +314,7 @@ func TestHTTP2HostileStreams(t *testing.T) {
 		// read once the stream is accepted.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		s, resp, err := c.openWithEarlyData(ctx, u, []string{"mqtt"}, maskedFrame([]byte("early")))
+		s, resp, err := c.OpenWithEarlyData(ctx, u, []string{"mqtt"}, maskedFrame([]byte("early")))
 		if err != nil || s == nil {
 			t.Fatalf("open: %v %v", resp, err)
 		}
@@ -344,7 +345,7 @@ func TestHTTP2HostileStreams(t *testing.T) {
 		before, failedBefore := h.Stats().Accepted, h.Stats().Refused["upgrade_failed"]
 		for i := range 1000 {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			s, resp, err := c.open(ctx, u, []string{"mqtt"}, nil)
+			s, resp, err := c.Open(ctx, u, []string{"mqtt"}, nil)
 			cancel()
 			if err != nil || s == nil {
 				t.Fatalf("stream %d: %v %v", i, resp, err)
@@ -373,7 +374,7 @@ func TestHTTP2HostileStreams(t *testing.T) {
 func maskedFrame(payload []byte) []byte { return maskedControl(0x2, payload) }
 
 // maskedControl encodes a final frame of opcode op as a client sends it.
-func maskedControl(op byte, payload []byte) []byte { return wsFrame(op, payload) }
+func maskedControl(op byte, payload []byte) []byte { return h2ws.Frame(op, payload) }
 
 // TestHTTP2Shutdown: Handler.Shutdown closes HTTP/2 streams with 1001 as it
 // does TCP connections, and refuses new ones with 503.
@@ -383,7 +384,7 @@ func TestHTTP2Shutdown(t *testing.T) {
 	u, conf := h2Server(t, h)
 	c := dialH2(t, hostOf(t, u), conf)
 	readErrs := make(chan error, 3)
-	var streams []*h2WS
+	var streams []*h2ws.Conn
 	for range 3 {
 		s := openEcho(t, c, u)
 		streams = append(streams, s)
@@ -414,8 +415,19 @@ func TestHTTP2Shutdown(t *testing.T) {
 	if st := h.Stats(); st.Active != 0 || st.CloseSent[mqttws.CloseGoingAway] != 3 || st.CloseReceived[mqttws.CloseGoingAway] != 3 {
 		t.Fatalf("after Shutdown: %+v", st)
 	}
-	_, resp, err := c.open(ctx, u, []string{"mqtt"}, nil)
+	_, resp, err := c.Open(ctx, u, []string{"mqtt"}, nil)
 	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("a stream opened during shutdown: %v %v, want 503", resp, err)
 	}
+}
+
+// dialH2 opens one HTTP/2 connection to addr for the test.
+func dialH2(t testing.TB, addr string, tlsConf *tls.Config) *h2ws.Client {
+	t.Helper()
+	c, err := h2ws.Dial(addr, tlsConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/mqttws/mqttws/interop/h2ws"
 )
 
 // TestMain makes sure the HTTP/2 server takes extended CONNECT (see
@@ -14,7 +16,7 @@ import (
 // it when a goroutine outlives the tests: every Go client, server and child
 // process must be gone once its test ends.
 func TestMain(m *testing.M) {
-	reexecWithXConnect()
+	h2ws.ReexecWithXConnect()
 	dir, err := os.MkdirTemp("", "mqttws-interop-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

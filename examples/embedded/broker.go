@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/mqttws/mqttws/examples/internal/options"
 )
 
 // DefaultMaxMessage is the default of -max-message: 128 KiB, AWS IoT
@@ -55,6 +59,30 @@ func checkMaxMessage(n int) error {
 	const mqttMax = 1<<28 - 1 + 5
 	if n < 64 || n > mqttMax {
 		return fmt.Errorf("-max-message %d: want 64 to %d bytes", n, mqttMax)
+	}
+	return nil
+}
+
+// servingHook follows mochi's life for the readiness check: ready from the
+// broker's start (Server.Serve) to its stop (Server.Close).
+type servingHook struct {
+	mqtt.HookBase
+	serving atomic.Bool
+}
+
+func (h *servingHook) ID() string { return "mqttws-serving" }
+
+func (h *servingHook) Provides(b byte) bool {
+	return b == mqtt.OnStarted || b == mqtt.OnStopped
+}
+
+func (h *servingHook) OnStarted() { h.serving.Store(true) }
+func (h *servingHook) OnStopped() { h.serving.Store(false) }
+
+// ready is options.App.Readiness: the broker serves.
+func (h *servingHook) ready(context.Context) error {
+	if !h.serving.Load() {
+		return &options.Unready{Reason: "the broker is not serving"}
 	}
 	return nil
 }

@@ -35,6 +35,7 @@ func main() {
 	flag.IntVar(&cfg.maxMessage, "max-message", DefaultMaxMessage, "refuse MQTT packets (a PUBLISH with its topic and payload) over `BYTES`, disconnecting their sender; the broker keeps at most 128 packets for a client that does not read or acknowledge, so one such client pins up to 128 × BYTES: raise it with care")
 	cfg.handler.Register(flag.CommandLine)
 	cfg.server.Register(flag.CommandLine)
+	options.SetUsage("embedded", "an MQTT broker (mochi) inside a go-chi web app, served over WebSocket next to a chat page", "embedded [-listen ADDR] [-path /mqtt] [-tls-cert FILE -tls-key FILE] [flags]")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		options.UsageError("embedded", fmt.Sprintf("unexpected argument %q", flag.Arg(0)))
@@ -60,8 +61,9 @@ func main() {
 		log.Error(fmt.Sprintf("embedded: cannot serve on -listen %s: %v", cfg.listen, err))
 		os.Exit(1)
 	}
+	web, ws := cfg.server.Schemes()
 	err = run(ctx, ln, cfg, log, func(host string) {
-		fmt.Printf("mqttws embedded: open http://%s/ (MQTT over WebSocket at ws://%s%s)\n", host, host, cfg.path)
+		fmt.Printf("mqttws embedded: open %s://%s/ (MQTT over WebSocket at %s://%s%s)\n", web, host, ws, host, cfg.path)
 	})
 	if err != nil {
 		log.Error("embedded: " + err.Error())
@@ -76,6 +78,11 @@ func run(ctx context.Context, ln net.Listener, cfg config, log *slog.Logger, rea
 	if err := broker.AddHook(new(auth.AllowHook), nil); err != nil {
 		_ = ln.Close()
 		return fmt.Errorf("mochi allow-all hook: %w", err)
+	}
+	serving := new(servingHook)
+	if err := broker.AddHook(serving, nil); err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("mochi serving hook: %w", err)
 	}
 	backend, err := mochi.Attach(broker, mochi.Options{})
 	if err != nil {
@@ -93,10 +100,11 @@ func run(ctx context.Context, ln net.Listener, cfg config, log *slog.Logger, rea
 		return err
 	}
 	err = cfg.server.Serve(ctx, ln, options.App{
-		Handler: routes(cfg.path, ws, log),
-		WS:      ws,
-		Log:     log,
-		Ready:   ready,
+		Handler:   routes(cfg.path, ws, log),
+		WS:        ws,
+		Log:       log,
+		Ready:     ready,
+		Readiness: serving.ready,
 	})
 	// The broker goes last: the WebSocket connections are closed by now.
 	if cerr := broker.Close(); cerr != nil {

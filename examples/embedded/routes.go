@@ -80,7 +80,7 @@ func checkPath(p string) error {
 type requestLog struct{ log *slog.Logger }
 
 func (f requestLog) NewLogEntry(r *http.Request) middleware.LogEntry {
-	return requestEntry{f.log.With("method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)}
+	return requestEntry{f.log.With("method", r.Method, "path", r.URL.Path, "proto", r.Proto, "remote", r.RemoteAddr)}
 }
 
 type requestEntry struct{ log *slog.Logger }

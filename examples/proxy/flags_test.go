@@ -22,6 +22,9 @@ func TestBadFlagsAreUsageErrors(t *testing.T) {
 		{args: []string{"-metrics-listen", "9090"}, want: "-metrics-listen"},
 		{args: []string{"-metrics"}, want: "-metrics"},
 		{args: []string{"-proxy-protocol", "v3"}, want: "-proxy-protocol"},
+		{args: []string{"-path", "/healthz"}, want: "health checks"},
+		{args: []string{"-tls-cert", "cert.pem"}, want: "-tls-cert cert.pem needs -tls-key"},
+		{args: []string{"-tls-key", "key.pem"}, want: "-tls-key key.pem needs -tls-cert"},
 	}
 	for _, tc := range tests {
 		code, stderr := exampletest.Exit(t, program.Path(t), append(upstream, tc.args...)...)
@@ -31,5 +34,18 @@ func TestBadFlagsAreUsageErrors(t *testing.T) {
 	}
 	if code, stderr := exampletest.Exit(t, program.Path(t)); code != 2 || !strings.Contains(stderr, "-upstream is required") {
 		t.Errorf("proxy without -upstream: exit status %d, stderr:\n%.600s", code, stderr)
+	}
+}
+
+func TestHelpSaysWhatTheProgramIs(t *testing.T) {
+	code, stderr := exampletest.Exit(t, program.Path(t), "-h")
+	first, _, _ := strings.Cut(stderr, "\n")
+	if code != 0 || !strings.HasPrefix(first, "proxy: a WebSocket gateway") || !strings.Contains(stderr, "Usage: proxy -upstream") {
+		t.Errorf("proxy -h: exit status %d, stderr:\n%.600s\nwant status 0, a first line that says what proxy is, and its usage", code, stderr)
+	}
+	for _, flag := range []string{"-tls-cert", "-tls-key", "-tls-poll", "-compress"} {
+		if !strings.Contains(stderr, flag) {
+			t.Errorf("proxy -h says nothing of %s", flag)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -36,6 +37,7 @@ func main() {
 	proxyProtocol := flag.String("proxy-protocol", "off", "start broker connections with a PROXY protocol header of `VERSION` (off, v1 or v2) giving the client's address")
 	cfg.handler.Register(flag.CommandLine)
 	cfg.server.Register(flag.CommandLine)
+	options.SetUsage("proxy", "a WebSocket gateway in front of an MQTT broker: each MQTT over WebSocket connection becomes one TCP connection to the broker", "proxy -upstream HOST:PORT[,HOST:PORT...] [-listen ADDR] [-path /mqtt] [-tls-cert FILE -tls-key FILE] [flags]")
 	flag.Parse()
 	cfg.upstreams = splitList(*upstream)
 	ppVersion, ppOK := map[string]int{"off": 0, "v1": 1, "v2": 2}[*proxyProtocol]
@@ -73,8 +75,9 @@ func main() {
 		log.Error(fmt.Sprintf("proxy: cannot serve on -listen %s: %v", cfg.listen, err))
 		os.Exit(1)
 	}
+	_, ws := cfg.server.Schemes()
 	err = run(ctx, ln, cfg, log, func(host string) {
-		fmt.Printf("mqttws: serving ws://%s%s\n", host, cfg.path)
+		fmt.Printf("mqttws: serving %s://%s%s\n", ws, host, cfg.path)
 	})
 	if err != nil {
 		log.Error("proxy: " + err.Error())
@@ -98,11 +101,45 @@ func run(ctx context.Context, ln net.Listener, cfg config, log *slog.Logger, rea
 	}
 	// Closing the WebSocket connections closes their broker connections.
 	return cfg.server.Serve(ctx, ln, options.App{
-		Handler: mux,
-		WS:      ws,
-		Log:     log,
-		Ready:   ready,
+		Handler:   mux,
+		WS:        ws,
+		Log:       log,
+		Ready:     ready,
+		Readiness: brokerReachable(d.Addresses),
 	})
+}
+
+// brokerReachable returns the readiness check of the proxy: a TCP
+// connection to one of the broker's nodes opens within the check's time
+// (options.ReadyTimeout). The nodes are dialed side by side, and the
+// connection closed at once, before the broker sees a byte: a broker
+// expecting a PROXY protocol header may log each check as a client that
+// went away. Checks run at most once per second, however many probes.
+func brokerReachable(upstreams []string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel() // the other dials stop at the first success
+		errs := make(chan error, len(upstreams))
+		for _, u := range upstreams {
+			go func() {
+				var d net.Dialer
+				c, err := d.DialContext(ctx, "tcp", u)
+				if err == nil {
+					_ = c.Close()
+				}
+				errs <- err
+			}()
+		}
+		var failed []error
+		for range upstreams {
+			err := <-errs
+			if err == nil {
+				return nil
+			}
+			failed = append(failed, err)
+		}
+		return &options.Unready{Reason: "no broker node reachable", Err: errors.Join(failed...)}
+	}
 }
 
 // checkUpstream warns when the broker cannot be reached at startup: clients

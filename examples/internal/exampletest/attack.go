@@ -40,21 +40,27 @@ func DialFrom(from, addr string) (net.Conn, error) {
 // Roundtrip sends the request text req (with its blank line) on c and reads
 // the response's status and body, for at most ioTimeout.
 func Roundtrip(c net.Conn, br *bufio.Reader, req string) (int, string, error) {
+	status, _, body, err := roundtrip(c, br, req)
+	return status, body, err
+}
+
+// roundtrip is Roundtrip with the response's header.
+func roundtrip(c net.Conn, br *bufio.Reader, req string) (int, http.Header, string, error) {
 	_ = c.SetDeadline(time.Now().Add(ioTimeout))
 	defer func() { _ = c.SetDeadline(time.Time{}) }()
 	if _, err := io.WriteString(c, req); err != nil {
-		return 0, "", err
+		return 0, nil, "", err
 	}
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
-		return 0, "", err
+		return 0, nil, "", err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		return resp.StatusCode, "", nil
+		return resp.StatusCode, resp.Header, "", nil
 	}
 	body, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body), err
+	return resp.StatusCode, resp.Header, string(body), err
 }
 
 // OpenIdle opens n connections from the address from to addr, each of
@@ -100,14 +106,22 @@ type Handshake struct {
 	Path   string
 	Host   string // the Host header; empty means Addr
 	Origin string // the Origin header; empty means none
+	// Extensions is the Sec-WebSocket-Extensions header; empty means none.
+	Extensions string
 }
 
 // Status sends the handshake on a new connection and returns the status of
 // the answer (101 when upgraded) and its body. The connection is closed.
 func (h Handshake) Status() (int, string, error) {
+	status, _, body, err := h.Answer()
+	return status, body, err
+}
+
+// Answer is Status with the answer's header.
+func (h Handshake) Answer() (int, http.Header, string, error) {
 	c, err := DialFrom(h.From, h.Addr)
 	if err != nil {
-		return 0, "", err
+		return 0, nil, "", err
 	}
 	defer c.Close()
 	host := h.Host
@@ -121,8 +135,11 @@ func (h Handshake) Status() (int, string, error) {
 	if h.Origin != "" {
 		fmt.Fprintf(&req, "Origin: %s\r\n", h.Origin)
 	}
+	if h.Extensions != "" {
+		fmt.Fprintf(&req, "Sec-WebSocket-Extensions: %s\r\n", h.Extensions)
+	}
 	req.WriteString("\r\n")
-	return Roundtrip(c, bufio.NewReader(c), req.String())
+	return roundtrip(c, bufio.NewReader(c), req.String())
 }
 
 // WaitClosed waits for the server to close c, reading and dropping what it

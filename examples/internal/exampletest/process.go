@@ -43,7 +43,18 @@ var hostPort = regexp.MustCompile(`://([^/\s]+)`)
 // was stopped; its stderr is logged if the test failed.
 func Start(t testing.TB, path string, args ...string) *Process {
 	t.Helper()
+	return StartEnv(t, nil, path, args...)
+}
+
+// StartEnv is Start with env (NAME=value items) added to the test's
+// environment, replacing variables of the same names: "GODEBUG=" clears
+// GODEBUG.
+func StartEnv(t testing.TB, env []string, path string, args ...string) *Process {
+	t.Helper()
 	p := &Process{cmd: exec.Command(path, args...), exited: make(chan struct{})}
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...) // the last of a name wins
+	}
 	p.stdout.first = make(chan string, 1)
 	p.cmd.Stdout = &p.stdout
 	p.cmd.Stderr = &p.stderr
@@ -91,6 +102,27 @@ func (p *Process) Pid() int { return p.cmd.Process.Pid }
 func (p *Process) Port() string {
 	_, port, _ := strings.Cut(p.Addr, ":")
 	return port
+}
+
+// Signal sends sig to the program.
+func (p *Process) Signal(t testing.TB, sig os.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %v: %v", sig, err)
+	}
+}
+
+// WaitLog waits for the program's log to hold want, for at most timeout,
+// and fails the test otherwise.
+func (p *Process) WaitLog(t testing.TB, want string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(p.Stderr(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the program did not log %q within %v:\n%s", want, timeout, tail(p.Stderr()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // Stderr returns what the program logged so far.

@@ -11,9 +11,15 @@ import (
 // reuses or closes the connection, and a client that announces a body and
 // never sends it would hold the connection until the server's ReadTimeout,
 // and keep a graceful shutdown waiting.
+//
+// HTTP/2 requests pass: a body there is its stream's, which net/http resets
+// when the handler returns without reading it while the connection's other
+// streams go on; and a WebSocket over HTTP/2 (an extended CONNECT) has a
+// body of unknown length, its frames.
 func refuseBodies(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength == 0 { // -1 is a chunked body of unknown length
+		// -1 is a chunked body of unknown length.
+		if r.ContentLength == 0 || r.ProtoMajor >= 2 {
 			h.ServeHTTP(w, r)
 			return
 		}

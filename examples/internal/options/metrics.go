@@ -30,13 +30,25 @@ var (
 	bytesDesc    = prometheus.NewDesc("mqttws_bytes_total", "MQTT bytes (frame payloads), by direction.", []string{"direction"}, nil)
 	framesDesc   = prometheus.NewDesc("mqttws_frames_total", "WebSocket frames, by direction.", []string{"direction"}, nil)
 	closesDesc   = prometheus.NewDesc("mqttws_close_frames_total", "Close frames, by direction and close code.", []string{"direction", "code"}, nil)
+
+	// permessage-deflate (-compress); the bytes on the wire to clients in
+	// all are mqttws_bytes_total{direction="out"} -
+	// mqttws_compressed_bytes_total{direction="out"} +
+	// mqttws_compressed_wire_bytes_total{direction="out"}.
+	compressedConnsDesc = prometheus.NewDesc("mqttws_connections_compressed_total", "WebSocket connections upgraded with permessage-deflate.", nil, nil)
+	compressedBytesDesc = prometheus.NewDesc("mqttws_compressed_bytes_total", "MQTT bytes that traveled in compressed messages, before compression, by direction.", []string{"direction"}, nil)
+	compressedWireDesc  = prometheus.NewDesc("mqttws_compressed_wire_bytes_total", "Frame payload bytes of compressed messages on the wire, after compression, by direction.", []string{"direction"}, nil)
+	compressedMsgsDesc  = prometheus.NewDesc("mqttws_compressed_messages_total", "Messages that traveled compressed, by direction.", []string{"direction"}, nil)
 )
 
 // statsCollector turns a Handler's Stats into metrics at each scrape.
 type statsCollector struct{ h *mqttws.Handler }
 
 func (c statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{activeDesc, acceptedDesc, refusedDesc, bytesDesc, framesDesc, closesDesc} {
+	for _, d := range []*prometheus.Desc{
+		activeDesc, acceptedDesc, refusedDesc, bytesDesc, framesDesc, closesDesc,
+		compressedConnsDesc, compressedBytesDesc, compressedWireDesc, compressedMsgsDesc,
+	} {
 		ch <- d
 	}
 }
@@ -57,5 +69,17 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for code, n := range st.CloseReceived {
 		ch <- prometheus.MustNewConstMetric(closesDesc, prometheus.CounterValue, float64(n), "received", strconv.Itoa(int(code)))
+	}
+	ch <- prometheus.MustNewConstMetric(compressedConnsDesc, prometheus.CounterValue, float64(st.Compressed))
+	for _, m := range []struct {
+		desc    *prometheus.Desc
+		in, out uint64
+	}{
+		{compressedBytesDesc, st.CompressedBytesIn, st.CompressedBytesOut},
+		{compressedWireDesc, st.CompressedWireBytesIn, st.CompressedWireBytesOut},
+		{compressedMsgsDesc, st.CompressedMessagesIn, st.CompressedMessagesOut},
+	} {
+		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, float64(m.in), "in")
+		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, float64(m.out), "out")
 	}
 }

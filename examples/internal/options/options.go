@@ -10,6 +10,17 @@ import (
 	"os"
 )
 
+// SetUsage makes flag.Usage print what program prog does (summary, one
+// line), how to call it (synopsis) and its flags: under go run, os.Args[0]
+// is a path in the build cache, which says nothing.
+func SetUsage(prog, summary, synopsis string) {
+	flag.Usage = func() {
+		out := flag.CommandLine.Output()
+		fmt.Fprintf(out, "%s: %s\n\nUsage: %s\n\nFlags:\n", prog, summary, synopsis)
+		flag.PrintDefaults()
+	}
+}
+
 // UsageError reports a command-line mistake of program prog, with the
 // flags' usage, and exits with status 2.
 func UsageError(prog, msg string) {

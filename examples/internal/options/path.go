@@ -27,5 +27,8 @@ func CheckPath(p string) error {
 	if path.Clean(p) != p {
 		return fmt.Errorf("-path %q: want a clean path, such as %s (no //, /./, /../ or trailing /)", p, path.Clean(p))
 	}
+	if p == HealthPath || p == ReadyPath {
+		return fmt.Errorf("-path %q is taken by the health checks (%s, %s): want another path, such as /mqtt", p, HealthPath, ReadyPath)
+	}
 	return nil
 }

@@ -34,6 +34,12 @@ type served struct {
 // serve runs s.Serve until the test ends, or until stop is called.
 func serve(t *testing.T, s options.Server) *served {
 	t.Helper()
+	return serveWith(t, s, nil)
+}
+
+// serveWith is serve with readiness as the app's Readiness.
+func serveWith(t *testing.T, s options.Server, readiness func(context.Context) error) *served {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +59,7 @@ func serve(t *testing.T, s options.Server) *served {
 	done := make(chan error, 1)
 	ready := make(chan string, 1)
 	go func() {
-		done <- s.Serve(ctx, ln, options.App{Handler: mux, WS: h, Log: h.Logger, Ready: func(host string) { ready <- host }})
+		done <- s.Serve(ctx, ln, options.App{Handler: mux, WS: h, Log: h.Logger, Ready: func(host string) { ready <- host }, Readiness: readiness})
 	}()
 	sv := &served{log: log}
 	select {

@@ -1,4 +1,8 @@
-package interop
+// Package h2ws is a WebSocket client over HTTP/2 (RFC 8441) for tests and
+// benchmarks: it opens extended CONNECT streams on one HTTP/2 connection
+// with golang.org/x/net/http2 (net/http's own client refuses to send
+// :protocol) and speaks client frames on them.
+package h2ws
 
 import (
 	"bytes"
@@ -14,7 +18,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -25,18 +28,18 @@ import (
 // Go 1.26's HTTP/2 server takes extended CONNECT (RFC 8441) only when the
 // environment says GODEBUG=http2xconnect=1 at start: a //go:debug line does
 // not set it, since net/http reads the variable itself at init.
-const xconnectDebug = "http2xconnect=1"
+const XConnectDebug = "http2xconnect=1"
 
-// reexecWithXConnect runs the test binary again with GODEBUG set, once, so
-// that `go test ./...` needs nothing from the caller. It reports whether it
-// did (and then exits with the child's status).
-func reexecWithXConnect() {
-	if strings.Contains(os.Getenv("GODEBUG"), xconnectDebug) {
+// ReexecWithXConnect runs the test binary again with GODEBUG set, once, so
+// that `go test ./...` needs nothing from the caller; the parent then exits
+// with the child's status. Call it first in TestMain.
+func ReexecWithXConnect() {
+	if strings.Contains(os.Getenv("GODEBUG"), XConnectDebug) {
 		return
 	}
-	godebug := xconnectDebug
+	godebug := XConnectDebug
 	if v := os.Getenv("GODEBUG"); v != "" {
-		godebug = v + "," + xconnectDebug
+		godebug = v + "," + XConnectDebug
 	}
 	cmd := exec.Command(os.Args[0], os.Args[1:]...)
 	cmd.Env = append(os.Environ(), "GODEBUG="+godebug)
@@ -54,51 +57,53 @@ func reexecWithXConnect() {
 	}
 }
 
-// h2Client opens WebSocket streams (RFC 8441) on one HTTP/2 connection.
+// Client opens WebSocket streams (RFC 8441) on one HTTP/2 connection.
 // It uses golang.org/x/net/http2's client, deprecated in favour of
 // net/http's own, because net/http's client refuses to send :protocol.
-type h2Client struct {
-	t testing.TB
+type Client struct {
 	//lint:ignore SA1019 net/http's client cannot send an extended CONNECT
 	cc *http2.ClientConn
 }
 
-// dialH2 opens one TLS connection to addr speaking HTTP/2.
-func dialH2(t testing.TB, addr string, tlsConf *tls.Config) *h2Client {
-	t.Helper()
+// Dial opens one TLS connection to addr speaking HTTP/2.
+func Dial(addr string, tlsConf *tls.Config) (*Client, error) {
 	conf := tlsConf.Clone()
 	conf.NextProtos = []string{"h2"}
 	conn, err := tls.Dial("tcp", addr, conf)
 	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
-		t.Fatalf("ALPN chose %q, want h2", p)
+		_ = conn.Close()
+		return nil, fmt.Errorf("ALPN chose %q, want h2", p)
 	}
 	//lint:ignore SA1019 net/http's client cannot send an extended CONNECT
 	cc, err := (&http2.Transport{}).NewClientConn(conn)
 	if err != nil {
-		t.Fatalf("HTTP/2 client connection: %v", err)
+		_ = conn.Close()
+		return nil, fmt.Errorf("HTTP/2 client connection: %w", err)
 	}
-	t.Cleanup(func() { _ = cc.Close() })
-	return &h2Client{t: t, cc: cc}
+	return &Client{cc: cc}, nil
 }
 
-// openWithEarlyData is open with early already written to the request
+// Close closes the HTTP/2 connection.
+func (c *Client) Close() error { return c.cc.Close() }
+
+// OpenWithEarlyData is Open with early already written to the request
 // body when the request goes out, so that it may reach the server before
 // its 200.
-func (c *h2Client) openWithEarlyData(ctx context.Context, rawURL string, protocols []string, early []byte) (*h2WS, *http.Response, error) {
+func (c *Client) OpenWithEarlyData(ctx context.Context, rawURL string, protocols []string, early []byte) (*Conn, *http.Response, error) {
 	return c.openBody(ctx, rawURL, protocols, nil, early)
 }
 
-// open sends an extended CONNECT for rawURL with the given subprotocols and
+// Open sends an extended CONNECT for rawURL with the given subprotocols and
 // header fields. On 200 it returns the stream as a WebSocket client
 // connection; otherwise the response (body read) and a nil stream.
-func (c *h2Client) open(ctx context.Context, rawURL string, protocols []string, extra http.Header) (*h2WS, *http.Response, error) {
+func (c *Client) Open(ctx context.Context, rawURL string, protocols []string, extra http.Header) (*Conn, *http.Response, error) {
 	return c.openBody(ctx, rawURL, protocols, extra, nil)
 }
 
-func (c *h2Client) openBody(ctx context.Context, rawURL string, protocols []string, extra http.Header, early []byte) (*h2WS, *http.Response, error) {
+func (c *Client) openBody(ctx context.Context, rawURL string, protocols []string, extra http.Header, early []byte) (*Conn, *http.Response, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, nil, err
@@ -141,16 +146,16 @@ func (c *h2Client) openBody(ctx context.Context, rawURL string, protocols []stri
 		_ = pw.Close()
 		return nil, resp, nil
 	}
-	s := &h2WS{body: resp.Body, pw: pw, cancel: cancel, Subprotocol: resp.Header.Get("Sec-WebSocket-Protocol")}
+	s := &Conn{body: resp.Body, pw: pw, cancel: cancel, Subprotocol: resp.Header.Get("Sec-WebSocket-Protocol")}
 	s.rd = wsutil.Reader{Source: resp.Body, State: ws.StateClientSide, OnIntermediate: s.control}
 	return s, resp, nil
 }
 
-// h2WS is the client side of a WebSocket over an HTTP/2 stream, as a
+// Conn is the client side of a WebSocket over an HTTP/2 stream, as a
 // net.Conn: Write sends one masked binary frame, Read returns binary
 // payloads, pings are answered, and a close frame ends reading with io.EOF.
 // Deadlines are not supported (the tests bound their waits themselves).
-type h2WS struct {
+type Conn struct {
 	body        io.ReadCloser
 	pw          *io.PipeWriter
 	cancel      context.CancelFunc
@@ -163,7 +168,7 @@ type h2WS struct {
 	CloseCode ws.StatusCode // the server's close code, once read
 }
 
-func (s *h2WS) control(h ws.Header, r io.Reader) error {
+func (s *Conn) control(h ws.Header, r io.Reader) error {
 	p, err := io.ReadAll(r)
 	if err != nil {
 		return err
@@ -181,7 +186,10 @@ func (s *h2WS) control(h ws.Header, r io.Reader) error {
 	return nil
 }
 
-func (s *h2WS) Read(p []byte) (int, error) {
+// Read reads the payloads of the server's binary frames as one stream,
+// answering pings; the server's close frame is answered and ends it with
+// io.EOF.
+func (s *Conn) Read(p []byte) (int, error) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	for {
@@ -210,7 +218,8 @@ func (s *h2WS) Read(p []byte) (int, error) {
 	}
 }
 
-func (s *h2WS) Write(p []byte) (int, error) {
+// Write sends p as one masked binary frame.
+func (s *Conn) Write(p []byte) (int, error) {
 	// Masking works in place: never on the caller's slice.
 	if err := s.writeFrame(ws.NewBinaryFrame(bytes.Clone(p))); err != nil {
 		return 0, err
@@ -218,22 +227,26 @@ func (s *h2WS) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// RawBody returns the server's bytes as they come, for a test that reads
+// frames itself (it must then not call Read).
+func (s *Conn) RawBody() io.Reader { return s.body }
+
 // WriteRaw sends bytes as they are (frames a test builds itself).
-func (s *h2WS) WriteRaw(b []byte) error {
+func (s *Conn) WriteRaw(b []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	_, err := s.pw.Write(b)
 	return err
 }
 
-func (s *h2WS) writeFrame(f ws.Frame) error {
+func (s *Conn) writeFrame(f ws.Frame) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	return ws.WriteFrame(s.pw, ws.MaskFrameInPlace(f))
 }
 
 // Close sends a close frame and ends the request body.
-func (s *h2WS) Close() error {
+func (s *Conn) Close() error {
 	_ = s.writeFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "")))
 	_ = s.pw.Close()
 	go func() { // the server's close reply, then the end of the stream
@@ -245,19 +258,28 @@ func (s *h2WS) Close() error {
 }
 
 // Reset resets the HTTP/2 stream (RST_STREAM), as a browser tab that dies.
-func (s *h2WS) Reset() {
+func (s *Conn) Reset() {
 	s.cancel()
 	_ = s.pw.CloseWithError(errors.New("reset"))
 }
 
-func (s *h2WS) LocalAddr() net.Addr              { return h2Addr("client") }
-func (s *h2WS) RemoteAddr() net.Addr             { return h2Addr("server") }
-func (s *h2WS) SetDeadline(time.Time) error      { return nil }
-func (s *h2WS) SetReadDeadline(time.Time) error  { return nil }
-func (s *h2WS) SetWriteDeadline(time.Time) error { return nil }
+// LocalAddr and RemoteAddr name the ends; the deadline methods do nothing.
+func (s *Conn) LocalAddr() net.Addr { return h2Addr("client") }
 
-// wsFrame encodes a final, masked client frame.
-func wsFrame(op byte, payload []byte) []byte {
+// RemoteAddr names the server end.
+func (s *Conn) RemoteAddr() net.Addr { return h2Addr("server") }
+
+// SetDeadline does nothing: deadlines are not supported.
+func (s *Conn) SetDeadline(time.Time) error { return nil }
+
+// SetReadDeadline does nothing.
+func (s *Conn) SetReadDeadline(time.Time) error { return nil }
+
+// SetWriteDeadline does nothing.
+func (s *Conn) SetWriteDeadline(time.Time) error { return nil }
+
+// Frame encodes a final, masked client frame of opcode op.
+func Frame(op byte, payload []byte) []byte {
 	f := ws.NewFrame(ws.OpCode(op), true, bytes.Clone(payload))
 	var b bytes.Buffer
 	if err := ws.WriteFrame(&b, ws.MaskFrameInPlace(f)); err != nil {
@@ -266,6 +288,7 @@ func wsFrame(op byte, payload []byte) []byte {
 	return b.Bytes()
 }
 
+// addr names the ends of a stream, which have no address of their own.
 type h2Addr string
 
 func (a h2Addr) Network() string { return "h2" }
