@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -316,4 +317,24 @@ http {
 	include %[3]s;
 }
 `, dir, userLine, sitePath)
+}
+
+// TestDeployGuideShowsTheTestedNginxConfig: the nginx block of
+// docs/deploy.md is the file the nginx tests run.
+func TestDeployGuideShowsTheTestedNginxConfig(t *testing.T) {
+	guide, err := os.ReadFile("../docs/deploy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf, err := os.ReadFile(deployGuideNginx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)```nginx\n(.*?)```").FindSubmatch(guide)
+	if m == nil {
+		t.Fatal("docs/deploy.md has no nginx block")
+	}
+	if string(m[1]) != string(conf) {
+		t.Fatalf("docs/deploy.md's nginx block differs from %s", deployGuideNginx)
+	}
 }
