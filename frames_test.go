@@ -9,167 +9,31 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/mqttws/mqttws"
+	"github.com/mqttws/mqttws/internal/testbroker"
 )
 
 // TestProtocolViolationsClose checks each rule of RFC 6455 and MQTT section
-// 6 that ends the connection: the client gets a close frame with the code the
-// rule gives, then the server drops TCP, and the backend sees only the bytes
-// sent before the violation.
+// 6 that ends the connection (testbroker.FrameRules, which interop runs over
+// HTTP/2 too): the client gets a close frame with the code the rule gives,
+// then the server drops TCP, and the backend sees only the bytes sent before
+// the violation.
 func TestProtocolViolationsClose(t *testing.T) {
-	long64 := []byte{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4}
-	cases := []struct {
-		name   string
-		frames []frame
-		raw    []byte // sent after frames
-		max    int64
-		code   mqttws.CloseCode
-		reason string // a part of the close reason
-	}{
-		{
-			name:   "TextFrameClosesWith1003",
-			frames: []frame{{op: ws.OpText, payload: []byte("hi")}},
-			code:   mqttws.CloseUnsupportedData,
-			reason: "MQTT-6.0.0-1",
-		},
-		{
-			name:   "TextFrameAfterBinaryClosesWith1003",
-			frames: []frame{binaryFrame([]byte("ok")), {op: ws.OpText, payload: []byte("x")}},
-			code:   mqttws.CloseUnsupportedData,
-		},
-		{
-			name:   "UnmaskedFrameClosesWith1002",
-			frames: []frame{{op: ws.OpBinary, payload: []byte("x"), unmasked: true}},
-			code:   mqttws.CloseProtocolError,
-			reason: "masked",
-		},
-		{
-			name:   "RSV1WithoutExtensionClosesWith1002",
-			frames: []frame{{op: ws.OpBinary, rsv: 4, payload: []byte("x")}},
-			code:   mqttws.CloseProtocolError,
-			reason: "rsv",
-		},
-		{
-			name:   "RSV3WithoutExtensionClosesWith1002",
-			frames: []frame{{op: ws.OpBinary, rsv: 1, payload: []byte("x")}},
-			code:   mqttws.CloseProtocolError,
-		},
-		{
-			name:   "ReservedDataOpcodeClosesWith1002",
-			frames: []frame{{op: 0x3, payload: []byte("x")}},
-			code:   mqttws.CloseProtocolError,
-			reason: "reserved",
-		},
-		{
-			name:   "ReservedControlOpcodeClosesWith1002",
-			frames: []frame{{op: 0xB}},
-			code:   mqttws.CloseProtocolError,
-		},
-		{
-			name:   "ControlFrameOver125BytesClosesWith1002",
-			frames: []frame{{op: ws.OpPing, payload: make([]byte, 126)}},
-			code:   mqttws.CloseProtocolError,
-		},
-		{
-			name:   "FragmentedControlFrameClosesWith1002",
-			frames: []frame{{op: ws.OpPing, notFinal: true}},
-			code:   mqttws.CloseProtocolError,
-		},
-		{
-			name:   "ContinuationWithoutStartClosesWith1002",
-			frames: []frame{{op: ws.OpContinuation, payload: []byte("x")}},
-			code:   mqttws.CloseProtocolError,
-		},
-		{
-			name: "NewDataFrameInsideFragmentedMessageClosesWith1002",
-			frames: []frame{
-				{op: ws.OpBinary, notFinal: true, payload: []byte("ok")},
-				binaryFrame([]byte("x")),
-			},
-			code: mqttws.CloseProtocolError,
-		},
-		{
-			name:   "CloseBodyOf1ByteClosesWith1002",
-			frames: []frame{{op: ws.OpClose, payload: []byte{3}}},
-			code:   mqttws.CloseProtocolError,
-		},
-		{
-			name:   "CloseCode999ClosesWith1002",
-			frames: []frame{{op: ws.OpClose, payload: closeBody(999, "")}},
-			code:   mqttws.CloseProtocolError,
-		},
-		{
-			name:   "CloseCode1004ClosesWith1002",
-			frames: []frame{{op: ws.OpClose, payload: closeBody(1004, "")}},
-			code:   mqttws.CloseProtocolError,
-		},
-		{
-			name:   "CloseCode1005ClosesWith1002",
-			frames: []frame{{op: ws.OpClose, payload: closeBody(1005, "")}},
-			code:   mqttws.CloseProtocolError,
-		},
-		{
-			name:   "CloseCode1006ClosesWith1002",
-			frames: []frame{{op: ws.OpClose, payload: closeBody(1006, "")}},
-			code:   mqttws.CloseProtocolError,
-		},
-		{
-			name:   "CloseCode1015ClosesWith1002",
-			frames: []frame{{op: ws.OpClose, payload: closeBody(1015, "")}},
-			code:   mqttws.CloseProtocolError,
-		},
-		{
-			name:   "CloseCode2999ClosesWith1002",
-			frames: []frame{{op: ws.OpClose, payload: closeBody(2999, "")}},
-			code:   mqttws.CloseProtocolError,
-		},
-		{
-			name:   "CloseCode5000ClosesWith1002",
-			frames: []frame{{op: ws.OpClose, payload: closeBody(5000, "")}},
-			code:   mqttws.CloseProtocolError,
-		},
-		{
-			name:   "InvalidUTF8CloseReasonClosesWith1007",
-			frames: []frame{{op: ws.OpClose, payload: closeBody(1000, "bad \xff\xfe")}},
-			code:   mqttws.CloseInvalidPayload,
-		},
-		{
-			name:   "LengthWithHighBitSetClosesWith1002",
-			raw:    long64,
-			code:   mqttws.CloseProtocolError,
-			reason: "most significant bit",
-		},
-		{
-			name:   "FrameOverMaxFrameSizeClosesWith1009",
-			frames: []frame{binaryFrame(make([]byte, 100)), binaryFrame(make([]byte, 101))},
-			max:    100,
-			code:   mqttws.CloseMessageTooBig,
-			reason: "101",
-		},
-		{
-			name: "DeclaredHugeFrameOverMaxFrameSizeClosesWith1009",
-			raw:  []byte{0x82, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4},
-			max:  1 << 20,
-			code: mqttws.CloseMessageTooBig,
-		},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, rule := range testbroker.FrameRules {
+		t.Run(rule.Name, func(t *testing.T) {
 			t.Parallel()
 			rec := newRecorder()
-			url := serve(t, &mqttws.Handler{Backend: rec, MaxFrameSize: tc.max})
+			url := serve(t, &mqttws.Handler{Backend: rec, MaxFrameSize: rule.MaxFrameSize})
 			c := dial(t, url)
-			c.send(tc.frames...)
-			if tc.raw != nil {
-				c.sendRaw(tc.raw)
-			}
-			reason := c.expectClose(tc.code)
-			if !strings.Contains(strings.ToLower(reason), strings.ToLower(tc.reason)) {
-				t.Errorf("close reason %q does not mention %q", reason, tc.reason)
+			c.sendRaw(rule.Wire())
+			code := mqttws.CloseCode(rule.Code)
+			reason := c.expectClose(code)
+			if !strings.Contains(strings.ToLower(reason), strings.ToLower(rule.Reason)) {
+				t.Errorf("close reason %q does not mention %q", reason, rule.Reason)
 			}
 			_, err := rec.wait(t)
 			var ce *mqttws.CloseError
-			if !asCloseError(err, &ce) || ce.Code != tc.code {
-				t.Errorf("backend read error %v, want a *CloseError with code %d", err, tc.code)
+			if !asCloseError(err, &ce) || ce.Code != code {
+				t.Errorf("backend read error %v, want a *CloseError with code %d", err, code)
 			}
 		})
 	}

@@ -431,3 +431,49 @@ func dialH2(t testing.TB, addr string, tlsConf *tls.Config) *h2ws.Client {
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
+
+// TestFrameRulesOverHTTP2: the rules of RFC 6455 and MQTT section 6 that
+// end a connection (the root package runs the same table over TCP) end an
+// HTTP/2 stream with the same close codes, and leave the connection's other
+// streams alone.
+func TestFrameRulesOverHTTP2(t *testing.T) {
+	t.Parallel()
+	servers := map[int64]*h2ws.Client{}
+	urls := map[int64]string{}
+	for _, rule := range testbroker.FrameRules {
+		if _, ok := servers[rule.MaxFrameSize]; ok {
+			continue
+		}
+		h := &mqttws.Handler{Backend: echoBackend(), MaxFrameSize: rule.MaxFrameSize, Logger: slog.New(slog.DiscardHandler)}
+		u, conf := h2Server(t, h)
+		servers[rule.MaxFrameSize], urls[rule.MaxFrameSize] = dialH2(t, hostOf(t, u), conf), u
+	}
+	for _, rule := range testbroker.FrameRules {
+		t.Run(rule.Name, func(t *testing.T) {
+			c, u := servers[rule.MaxFrameSize], urls[rule.MaxFrameSize]
+			bystander := openEcho(t, c, u)
+			s := openEcho(t, c, u)
+			if err := s.WriteRaw(rule.Wire()); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := io.Copy(io.Discard, s)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("reading up to the close: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no close within 10s")
+			}
+			if got := uint16(s.CloseCode); got != rule.Code {
+				t.Fatalf("closed with %d, want %d", got, rule.Code)
+			}
+			expectEcho(t, bystander, []byte("unaffected"))
+			_ = bystander.Close()
+		})
+	}
+}
