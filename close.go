@@ -31,6 +31,10 @@ const (
 	CloseMessageTooBig CloseCode = 1009
 	// CloseInternalError: the backend failed.
 	CloseInternalError CloseCode = 1011
+	// CloseServiceRestart: the service behind the backend went away (a
+	// broker that crashed, stopped or restarts): reconnect, and be sent to
+	// one that is up.
+	CloseServiceRestart CloseCode = 1012
 	// CloseTryAgainLater: the backend is unavailable for now (for example the
 	// upstream broker could not be reached).
 	CloseTryAgainLater CloseCode = 1013

@@ -94,7 +94,7 @@ func TestProxyProtocolCarriesTheAddressFromTrustedProxies(t *testing.T) {
 	t.Parallel()
 	addr, announced := proxyListener(t)
 	h := &mqttws.Handler{
-		Backend:        &backend.Dialer{Addresses: []string{addr}, ProxyProtocol: 2},
+		Backend:        logged(t, &backend.Dialer{Addresses: []string{addr}, ProxyProtocol: 2}),
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 	}
 	srv := testbroker.Serve(t, h)
@@ -200,13 +200,26 @@ func TestBrokerKilledMidStreamClosesWith1011(t *testing.T) {
 	addr, brokerSide := acceptOne(t)
 	srv := serve(t, backend.Dial(addr))
 	c := testbroker.DialWS(t, srv.URL)
-	if err := c.WriteFrame(ws.NewBinaryFrame(testbroker.ConnectPacket(testbroker.ClientID("killed"), 60))); err != nil {
+	connect := testbroker.ConnectPacket(testbroker.ClientID("killed"), 60)
+	if err := c.WriteFrame(ws.NewBinaryFrame(connect)); err != nil {
 		t.Fatal(err)
 	}
 	broker := <-brokerSide
+	if _, err := io.ReadFull(broker, make([]byte, len(connect))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := broker.Write(testbroker.ConnackAccepted); err != nil {
+		t.Fatal(err)
+	}
+	c.ExpectData(t, testbroker.ConnackAccepted)
+	if err := c.WriteFrame(ws.NewBinaryFrame(pingreq)); err != nil {
+		t.Fatal(err)
+	}
 	_ = broker.(*net.TCPConn).SetLinger(0)
-	_, _ = broker.Read(make([]byte, 5))
-	_ = broker.Close() // a crash: RST with unread data
+	_, _ = broker.Read(make([]byte, 1))
+	// A reset with unread data, from a broker that still accepts
+	// connections: the connection broke, the broker did not go away.
+	_ = broker.Close()
 	c.ExpectClose(t, mqttws.CloseInternalError, 10*time.Second)
 	srv.WaitActiveStreams(0, 10*time.Second)
 }

@@ -40,11 +40,13 @@ type connectWatch struct {
 	length     uint32 // the Remaining Length, as read so far
 	remaining  uint32 // bytes of the packet still to come, in watchBody
 	bytesTotal int64  // bytes received, for the log
+	extra      int    // bytes of the last chunk fed that came after the CONNECT
 }
 
 // feed follows p, the next bytes from the client. It returns a
 // *mqttws.CloseError with CloseProtocolError (1002) when they cannot be the
-// start of a CONNECT packet. Bytes after the CONNECT are not looked at.
+// start of a CONNECT packet. Bytes after the CONNECT are not looked at:
+// extra counts them.
 func (w *connectWatch) feed(p []byte) *mqttws.CloseError {
 	w.bytesTotal += int64(len(p))
 	for len(p) > 0 && w.stage != watchDone {
@@ -83,6 +85,7 @@ func (w *connectWatch) feed(p []byte) *mqttws.CloseError {
 			}
 		}
 	}
+	w.extra = len(p)
 	return nil
 }
 
@@ -137,11 +140,15 @@ var errNoBroker = errors.New("backend: no broker connection")
 // a CONNECT. When buf is full before the broker is there, it waits for the
 // dial and moves the deadline on by the wait.
 //
+// The bytes go to the broker through up.answer, which keeps them while the
+// CONNECT may be sent to another node; those after the CONNECT go through
+// up.tracker.
+//
 // It returns nothing once the CONNECT is whole and forwarded, the client's
 // read deadline cleared; broken when the client broke the rules (1002 or
 // 1008); errNoBroker when the dial failed; another error when the client
 // went away, the stream is closing or the broker failed.
-func (w *connectWatch) watch(ctx context.Context, client net.Conn, b *pendingBroker, buf []byte) (broken *mqttws.CloseError, err error) {
+func (w *connectWatch) watch(ctx context.Context, client net.Conn, b *pendingBroker, up *clientSide, buf []byte) (broken *mqttws.CloseError, err error) {
 	n := 0 // bytes in buf not yet forwarded
 	for !w.done() {
 		if n == len(buf) {
@@ -157,7 +164,7 @@ func (w *connectWatch) watch(ctx context.Context, client net.Conn, b *pendingBro
 			if err := client.SetReadDeadline(w.deadline); err != nil {
 				return nil, fmt.Errorf("backend: set CONNECT deadline: %w", err)
 			}
-			if _, err := b.conn.Write(buf[:n]); err != nil {
+			if err := up.answer.send(b.conn, buf[:n], false); err != nil {
 				return nil, err
 			}
 			n = 0
@@ -168,11 +175,14 @@ func (w *connectWatch) watch(ctx context.Context, client net.Conn, b *pendingBro
 				return broken, nil
 			}
 			n += m
+			if w.extra > 0 {
+				up.tracker.feed(buf[n-w.extra : n])
+			}
 			if w.headerChecked() && b.dialed() {
 				if b.err != nil {
 					return nil, errNoBroker
 				}
-				if _, err := b.conn.Write(buf[:n]); err != nil {
+				if err := up.answer.send(b.conn, buf[:n], w.done()); err != nil {
 					return nil, err
 				}
 				n = 0
@@ -190,7 +200,7 @@ func (w *connectWatch) watch(ctx context.Context, client net.Conn, b *pendingBro
 		return nil, errNoBroker
 	}
 	if n > 0 {
-		if _, err := b.conn.Write(buf[:n]); err != nil {
+		if err := up.answer.send(b.conn, buf[:n], true); err != nil {
 			return nil, err
 		}
 	}

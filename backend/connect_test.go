@@ -22,7 +22,7 @@ import (
 // can close a silent client.
 func serveNoFirstDataTimeout(t *testing.T, d *backend.Dialer) *testbroker.Server {
 	t.Helper()
-	return testbroker.Serve(t, &mqttws.Handler{Backend: d, FirstDataTimeout: -1})
+	return testbroker.Serve(t, &mqttws.Handler{Backend: logged(t, d), FirstDataTimeout: -1})
 }
 
 // echoListener is a broker stand-in that echoes what it receives on each

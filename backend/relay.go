@@ -3,9 +3,11 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mqttws/mqttws"
@@ -25,41 +27,72 @@ const brokerLinger = 5 * time.Second
 
 // relay copies both ways between the client's stream and the broker, which
 // b dials meanwhile; when watch is not nil, the client's first packet must
-// be a CONNECT, whole within the watch's timeout. The broker closing its
-// side ends the relay, and the client is then closed with 1000. The client
-// closing its side half-closes the broker's connection, so that the broker
-// sees a clean end of stream, and the relay waits a little for the broker to
-// close in turn. A client that breaks the CONNECT rules is closed with the
-// watch's code and the broker's connection dropped.
+// be a CONNECT, whole within the watch's timeout, and the broker must answer
+// it within ConnackTimeout, or the CONNECT goes to the next node (see
+// awaitAnswer). The broker closing its side ends the relay, and the client
+// is then closed with 1000, or with 1012 when the client had not asked for
+// it and the broker's node fails a new connection (see Dialer.wentAway). The client closing its side half-closes the broker's
+// connection, so that the broker sees a clean end of stream, and the relay
+// waits a little for the broker to close in turn. A client that breaks the
+// CONNECT rules is closed with the watch's code and the broker's connection
+// dropped.
 func (d *Dialer) relay(ctx context.Context, client net.Conn, b *pendingBroker, watch *connectWatch, cancelDial context.CancelFunc) error {
-	var (
-		wg sync.WaitGroup
-		// Set by the client's side of the relay; read after wg.Wait.
-		broken *mqttws.CloseError // the client broke the CONNECT rules
-		upErr  error              // why the client's side ended before the copy began
-	)
+	up := &clientSide{answer: &answerWait{settled: make(chan struct{})}}
+	if watch != nil {
+		up.answer.timeout = d.connackTimeout()
+	}
+	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		broken, upErr = d.copyFromClient(ctx, client, b, watch, cancelDial)
+		d.copyFromClient(ctx, client, b, watch, up, cancelDial)
 	}()
 
 	<-b.done
 	if b.err != nil {
 		wg.Wait() // a failed dial ends the client's side too
 		switch {
-		case broken != nil:
-			return broken
-		case upErr != nil && !errors.Is(upErr, errNoBroker):
+		case up.broken != nil:
+			return up.broken
+		case up.err != nil && !errors.Is(up.err, errNoBroker):
 			return nil // the client went away during the dial, which was then canceled
 		}
 		return b.err
 	}
 
-	broker := b.conn
+	buf := make([]byte, smallCopySize)
+	n, failure, firstErr := d.awaitAnswer(ctx, client, b, up.answer, buf)
+	up.answer.settle(failure)
+	if failure != nil {
+		ended := ctx.Err() != nil
+		closeClient(client, failure.Code, failure.Reason)
+		wg.Wait()
+		if ended || (up.err != nil && !errors.Is(up.err, errNoBroker)) {
+			return nil // the stream ended meanwhile
+		}
+		return failure
+	}
+	broker, node := up.answer.current(b)
+	b.route, b.failed = nil, nil // no other node is tried now: let them go
+
 	// An error writing to the client is the client's end, not the broker's
 	// failure: the stream keeps its own record of it.
-	brokerErr, _ := d.copyStream(client, broker, make([]byte, smallCopySize))
+	var brokerErr error
+	clientGone := false
+	if n > 0 {
+		_, werr := client.Write(buf[:n])
+		clientGone = werr != nil
+	}
+	switch {
+	case clientGone:
+	case firstErr == nil:
+		var werr error
+		brokerErr, werr = d.copyStream(client, broker, buf, nil)
+		clientGone = werr != nil
+	case !errors.Is(firstErr, io.EOF):
+		brokerErr = firstErr
+	}
+	endedAt := time.Now()
 	waited := false
 	if errors.Is(brokerErr, net.ErrClosed) {
 		// The client's side closed the broker connection as it ended:
@@ -71,14 +104,38 @@ func (d *Dialer) relay(ctx context.Context, client net.Conn, b *pendingBroker, w
 	var result error
 	code, reason := mqttws.CloseNormal, ""
 	switch {
-	case waited && broken != nil:
-		code, reason = broken.Code, broken.Reason
-		result = broken
-	case brokerErr != nil && !errors.Is(brokerErr, net.ErrClosed) && !isTimeout(brokerErr):
+	case waited && up.broken != nil:
+		code, reason = up.broken.Code, up.broken.Reason
+		result = up.broken
+	case clientGone || waited || isTimeout(brokerErr) || up.ended.Load() || up.tracker.asked.Load():
+		// The client ended, or asked the broker to close.
+	case d.wentAway(ctx, node, endedAt):
+		code, reason = mqttws.CloseServiceRestart, "broker went away"
+		err := brokerErr
+		if err == nil {
+			err = errClosedUnasked
+		}
+		result = &mqttws.CloseError{Code: code, Reason: reason,
+			Err: fmt.Errorf("backend: broker %s %s went away: %w, and a new connection to it fails", d.network(), node.address, err)}
+	case brokerErr != nil:
 		code, reason = mqttws.CloseInternalError, "broker connection failed"
 		result = &mqttws.CloseError{Code: code, Reason: reason, Err: brokerErr}
 	}
 	// Closing the client ends the other copy, which is reading from it.
+	closeClient(client, code, reason)
+	if !waited {
+		wg.Wait()
+	}
+	return result
+}
+
+
+// errClosedUnasked is the cause of a 1012 when the broker's connection
+// ended with no error.
+var errClosedUnasked = errors.New("it closed the connection unasked")
+
+// closeClient closes the client's stream with code and reason.
+func closeClient(client net.Conn, code mqttws.CloseCode, reason string) {
 	if s, ok := client.(interface {
 		CloseWith(mqttws.CloseCode, string) error
 	}); ok {
@@ -86,53 +143,67 @@ func (d *Dialer) relay(ctx context.Context, client net.Conn, b *pendingBroker, w
 	} else {
 		_ = client.Close()
 	}
-	if !waited {
-		wg.Wait()
-	}
-	return result
+}
+
+// clientSide is what the client's side of the relay shares with the
+// broker's: its results are read once it ended (wg.Wait), or atomically.
+type clientSide struct {
+	answer  *answerWait
+	tracker packetTracker
+	ended   atomic.Bool        // the client's stream ended: the broker's close was asked for
+	broken  *mqttws.CloseError // the client broke the CONNECT rules
+	err     error              // why the client's side ended before the copy began
 }
 
 // copyFromClient is the client's side of the relay: it watches the CONNECT
-// (when watch is not nil), waits for the broker, and copies the client to it
-// until the client ends; then it half-closes the broker's connection, or
-// closes it when the client broke the CONNECT rules. broken is that rule;
-// err, why the client's side ended before the copy began.
-func (d *Dialer) copyFromClient(ctx context.Context, client net.Conn, b *pendingBroker, watch *connectWatch, cancelDial context.CancelFunc) (broken *mqttws.CloseError, err error) {
+// (when watch is not nil), waits for the broker and for its answer while
+// the CONNECT may be sent again, and copies the client to it until the
+// client ends; then it half-closes the broker's connection, or closes it
+// when the client broke the CONNECT rules.
+func (d *Dialer) copyFromClient(ctx context.Context, client net.Conn, b *pendingBroker, watch *connectWatch, up *clientSide, cancelDial context.CancelFunc) {
 	buf := make([]byte, smallCopySize)
 	if watch != nil {
-		broken, err = watch.watch(ctx, client, b, buf)
-		if broken != nil || err != nil {
+		up.broken, up.err = watch.watch(ctx, client, b, up, buf)
+		if up.broken != nil || up.err != nil {
 			cancelDial() // no use for a broker connection any more
 		}
 	}
 	<-b.done
 	if b.err != nil {
-		if broken == nil && err == nil {
-			err = errNoBroker
+		if up.broken == nil && up.err == nil {
+			up.err = errNoBroker
 		}
-		return broken, err
+		return
 	}
-	broker := b.conn
-	if broken != nil {
-		_ = broker.Close()
-		return broken, nil
+	if up.broken != nil || up.err != nil {
+		up.answer.abandon(b)
+		return
 	}
-	if err == nil {
-		_, _ = d.copyStream(broker, client, buf)
+	if err := up.answer.wait(ctx, b); err != nil {
+		up.err = err
+		return
+	}
+	broker, _ := up.answer.current(b)
+	var tracker *packetTracker
+	if watch != nil {
+		tracker = &up.tracker
+	}
+	if _, writeErr := d.copyStream(broker, client, buf, tracker); writeErr == nil {
+		up.ended.Store(true) // the client ended, not the broker
 	}
 	if !closeWrite(broker) {
 		_ = broker.Close()
-		return nil, err
+		return
 	}
 	_ = broker.SetReadDeadline(time.Now().Add(brokerLinger))
-	return nil, err
 }
 
 // copyStream copies src to dst until src ends, each read going out as one
 // write (so one WebSocket frame per broker read, never delayed). It reads
-// into small while traffic is light. It returns the error that ended the
+// into small while traffic is light. tracker, when not nil, follows the
+// client's packets. It returns the error that ended the
 // copy: reading src (nil at its end) or writing dst.
-func (d *Dialer) copyStream(dst io.Writer, src io.Reader, small []byte) (readErr, writeErr error) {
+func (d *Dialer) copyStream(dst io.Writer, src io.Reader, small []byte, tracker *packetTracker) (readErr, writeErr error) {
 	var large *[]byte
 	defer func() {
 		if large != nil {
@@ -146,6 +217,9 @@ func (d *Dialer) copyStream(dst io.Writer, src io.Reader, small []byte) (readErr
 		}
 		n, err := src.Read(buf)
 		if n > 0 {
+			if tracker != nil {
+				tracker.feed(buf[:n])
+			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return nil, werr
 			}

@@ -29,7 +29,15 @@ func TestMain(m *testing.M) {
 // serve serves a handler relaying to d.
 func serve(t *testing.T, d *backend.Dialer) *testbroker.Server {
 	t.Helper()
-	return testbroker.Serve(t, &mqttws.Handler{Backend: d})
+	return testbroker.Serve(t, &mqttws.Handler{Backend: logged(t, d)})
+}
+
+// logged has d log to the test's log, unless it logs elsewhere.
+func logged(t *testing.T, d *backend.Dialer) *backend.Dialer {
+	if d.Logger == nil {
+		d.Logger = testbroker.Logger(t)
+	}
+	return d
 }
 
 func TestBrokerUnreachableClosesWith1013(t *testing.T) {
@@ -274,7 +282,7 @@ func TestDialFailureSaysOnceWhatFailed(t *testing.T) {
 			client, stream := net.Pipe()
 			defer client.Close()
 			defer stream.Close()
-			err := tt.dialer.ServeStream(t.Context(), stream)
+			err := logged(t, tt.dialer).ServeStream(t.Context(), stream)
 			var ce *mqttws.CloseError
 			if !errors.As(err, &ce) || ce.Code != mqttws.CloseTryAgainLater || ce.Err == nil {
 				t.Fatalf("ServeStream returned %v, want a CloseError with %d and a cause", err, mqttws.CloseTryAgainLater)
@@ -294,6 +302,7 @@ func TestDialFailureSaysOnceWhatFailed(t *testing.T) {
 func serveRecording(t *testing.T, d *backend.Dialer) (*testbroker.Server, <-chan error) {
 	t.Helper()
 	served := make(chan error, 10)
+	logged(t, d)
 	srv := testbroker.Serve(t, &mqttws.Handler{
 		Backend: mqttws.BackendFunc(func(ctx context.Context, conn net.Conn) error {
 			err := d.ServeStream(ctx, conn)

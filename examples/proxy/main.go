@@ -25,8 +25,10 @@ type config struct {
 	path      string
 	upstreams []string
 	ppVersion int
-	handler   options.Handler
-	server    options.Server
+	// Failover across the upstream nodes (backend.Dialer's fields).
+	dialTimeout, connackTimeout, probeInterval time.Duration
+	handler                                    options.Handler
+	server                                     options.Server
 }
 
 func main() {
@@ -35,6 +37,9 @@ func main() {
 	upstream := flag.String("upstream", "", "the MQTT broker's TCP `addresses` (host:port), comma-separated for the nodes of a cluster; required")
 	flag.StringVar(&cfg.path, "path", "/mqtt", "URL `path` of the MQTT over WebSocket endpoint")
 	proxyProtocol := flag.String("proxy-protocol", "off", "start broker connections with a PROXY protocol header of `VERSION` (off, v1 or v2) giving the client's address")
+	flag.DurationVar(&cfg.dialTimeout, "dial-timeout", backend.DefaultDialTimeout, "bound on the dial (and TLS handshake) to one broker node; past it the node is marked down and the next is tried while the client's CONNECT waits")
+	flag.DurationVar(&cfg.connackTimeout, "connack-timeout", backend.DefaultConnackTimeout, "wait for a broker's answer to the client's CONNECT; past it the node is taken for hung, marked down, and the CONNECT goes to the next node (negative: none)")
+	flag.DurationVar(&cfg.probeInterval, "probe-interval", backend.DefaultProbeInterval, "how often a down node is probed with an MQTT CONNECT (negative: no node tracking)")
 	cfg.handler.Register(flag.CommandLine)
 	cfg.server.Register(flag.CommandLine)
 	options.SetUsage("proxy", "a WebSocket gateway in front of an MQTT broker: each MQTT over WebSocket connection becomes one TCP connection to the broker", "proxy -upstream HOST:PORT[,HOST:PORT...] [-listen ADDR] [-path /mqtt] [-tls-cert FILE -tls-key FILE] [flags]")
@@ -49,6 +54,10 @@ func main() {
 		options.UsageError("proxy", "-upstream is required: the broker's host:port, such as -upstream 127.0.0.1:1883")
 	case !ppOK:
 		options.UsageError("proxy", fmt.Sprintf("-proxy-protocol %q: want off, v1 or v2", *proxyProtocol))
+	case cfg.dialTimeout <= 0:
+		options.UsageError("proxy", fmt.Sprintf("-dial-timeout %v: want more than 0", cfg.dialTimeout))
+	case cfg.connackTimeout == 0 || cfg.probeInterval == 0:
+		options.UsageError("proxy", "-connack-timeout and -probe-interval: want a duration, or a negative one to turn them off")
 	}
 	for _, u := range cfg.upstreams {
 		if _, _, err := net.SplitHostPort(u); err != nil {
@@ -88,7 +97,14 @@ func main() {
 // run serves on ln until ctx is done, then stops everything in order. ready
 // is called once it serves, with the host:port of its URL.
 func run(ctx context.Context, ln net.Listener, cfg config, log *slog.Logger, ready func(host string)) error {
-	d := &backend.Dialer{Addresses: cfg.upstreams, ProxyProtocol: cfg.ppVersion}
+	d := &backend.Dialer{
+		Addresses:      cfg.upstreams,
+		ProxyProtocol:  cfg.ppVersion,
+		Timeout:        cfg.dialTimeout,
+		ConnackTimeout: cfg.connackTimeout,
+		ProbeInterval:  cfg.probeInterval,
+		Logger:         log,
+	}
 	ws := &mqttws.Handler{Backend: d, Logger: log}
 	if err := cfg.handler.Apply(ws, ln.Addr()); err != nil {
 		_ = ln.Close()
