@@ -46,6 +46,9 @@ func TestThousandConnectionsDroppedLeaveNothingBehind(t *testing.T) {
 	var heapAfter [2]uint64
 	for round := range 2 {
 		dropConnections(t, url, total)
+		// The last clients may be gone before the handler tracks their
+		// streams: count them in before waiting for none to be active.
+		waitAccepted(t, h, uint64(round+1)*total)
 		waitActive(t, h, 0)
 		g, heap := settle(baseG)
 		if g > baseG {
@@ -91,6 +94,19 @@ func dropConnections(t *testing.T, url string, total int) {
 		}()
 	}
 	wg.Wait()
+}
+
+// waitAccepted waits until the handler has tracked n streams in all: a
+// client sees the 101 before its stream is tracked.
+func waitAccepted(t *testing.T, h *mqttws.Handler, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for h.Stats().Accepted < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d streams accepted, want %d", h.Stats().Accepted, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func waitActive(t *testing.T, h *mqttws.Handler, n int) {
@@ -159,6 +175,7 @@ func TestSilentUpgradedClientIsDropped(t *testing.T) {
 		}
 		defer conn.Close()
 	}
+	waitAccepted(t, h, 10)
 	waitActive(t, h, 0)
 	if got := h.Stats().CloseSent[mqttws.ClosePolicyViolation]; got != 10 {
 		t.Fatalf("%d closes with 1008, want 10", got)

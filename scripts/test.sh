@@ -60,8 +60,19 @@ fi
 step "a module importing mqttws and mqttws/backend gets gobwas, go-proxyproto and golang.org/x only"
 ./scripts/lean-module.sh
 
+# interop/'s cluster test runs NATS Server v2.15.2 (Debian's 2.9.10 loses
+# acknowledged QoS 1 messages in a cluster), built into $(go env GOPATH)/bin.
+nats_server="$(go env GOPATH | cut -d: -f1)/bin/nats-server"
+if ! "$nats_server" --version 2>/dev/null | grep -qF v2.15.2; then
+	step "go install nats-server v2.15.2"
+	go install github.com/nats-io/nats-server/v2@v2.15.2
+fi
+
 step "go test -race (every module but benchmarks, whose harness checks run below)"
 go test -race -count=1 -timeout 15m $(go list "$all" | grep -v '/benchmarks/')
+
+step "internal/soak without -race: 10,000 connections at once (2,000 under -race above)"
+go test -count=1 -timeout 10m ./internal/soak
 
 step "benchmark harness checks (no timing)"
 go test -count=1 -timeout 5m ./benchmarks/compression ./benchmarks/internal/report
@@ -72,3 +83,4 @@ go test -run '^$' -fuzz '^FuzzHandshake$' -fuzztime 10s .
 go test -run '^$' -fuzz '^FuzzClientAddr$' -fuzztime 10s .
 go test -run '^$' -fuzz '^FuzzInflatingReader$' -fuzztime 10s .
 go test -run '^$' -fuzz '^FuzzConnectWatch$' -fuzztime 10s ./backend
+go test -run '^$' -fuzz '^FuzzPacketTracker$' -fuzztime 10s ./backend
