@@ -112,9 +112,9 @@ func waitAccepted(t *testing.T, h *mqttws.Handler, n uint64) {
 func waitActive(t *testing.T, h *mqttws.Handler, n int) {
 	t.Helper()
 	deadline := time.Now().Add(testTimeout)
-	for h.ActiveStreams() != n {
+	for h.Stats().Active != n {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d active streams, want %d", h.ActiveStreams(), n)
+			t.Fatalf("%d active streams, want %d", h.Stats().Active, n)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -305,7 +305,7 @@ func TestMaxConnectionsRefusesWith503AndRetryAfter(t *testing.T) {
 	c1.send(frame{op: ws.OpClose, payload: closeBody(1000, "")})
 	c1.expectClose(mqttws.CloseNormal)
 	deadline := time.Now().Add(testTimeout)
-	for h.ActiveStreams() > 1 && time.Now().Before(deadline) {
+	for h.Stats().Active > 1 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	dial(t, url)

@@ -84,13 +84,6 @@ func (h *Handler) untrack(s *Stream) {
 	h.active.Done()
 }
 
-// ActiveStreams returns the count of connections being served.
-func (h *Handler) ActiveStreams() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.streams)
-}
-
 // Shutdown stops the handler gracefully: new upgrades are refused with 503,
 // every connection is closed with CloseGoingAway (1001), which ends its
 // backend, and Shutdown waits for the backends to return. When ctx ends

@@ -537,7 +537,7 @@ func TestShutdownClosesWith1001AndRefusesNewUpgrades(t *testing.T) {
 	if _, _, _, err := (&ws.Dialer{Protocols: []string{"mqtt"}}).Dial(context.Background(), url); err == nil || !bytes.Contains([]byte(err.Error()), []byte("503")) {
 		t.Fatalf("dial after Shutdown: %v, want 503", err)
 	}
-	if n := h.ActiveStreams(); n != 0 {
+	if n := h.Stats().Active; n != 0 {
 		t.Fatalf("%d active streams after Shutdown", n)
 	}
 }

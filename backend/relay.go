@@ -129,7 +129,6 @@ func (d *Dialer) relay(ctx context.Context, client net.Conn, b *pendingBroker, w
 	return result
 }
 
-
 // errClosedUnasked is the cause of a 1012 when the broker's connection
 // ended with no error.
 var errClosedUnasked = errors.New("it closed the connection unasked")

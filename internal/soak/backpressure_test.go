@@ -75,10 +75,10 @@ func TestSubscriberThatStopsReadingKeepsMemoryBounded(t *testing.T) {
 
 	// WriteTimeout frees the broker's writer: the stuck subscriber goes.
 	wait := time.Now().Add(15 * time.Second)
-	for h.ActiveStreams() > 1 && time.Now().Before(wait) {
+	for h.Stats().Active > 1 && time.Now().Before(wait) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if n := h.ActiveStreams(); n != 1 {
+	if n := h.Stats().Active; n != 1 {
 		t.Fatalf("%d streams active, want only the publisher's once WriteTimeout dropped the stuck subscriber", n)
 	}
 }

@@ -261,7 +261,7 @@ func soakRound(t *testing.T, h *mqttws.Handler, url string, clients, messages in
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
-			if n := h.ActiveStreams(); n > peak.conns {
+			if n := h.Stats().Active; n > peak.conns {
 				peak.conns = n
 				if n == clients {
 					peak.heap, peak.rss = heapKiB(), rssKiB(t)
@@ -293,10 +293,10 @@ func soakRound(t *testing.T, h *mqttws.Handler, url string, clients, messages in
 		t.Fatalf("at most %d connections at once, want %d", peak.conns, clients)
 	}
 	deadline := time.Now().Add(time.Minute)
-	for h.ActiveStreams() > 0 && time.Now().Before(deadline) {
+	for h.Stats().Active > 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if n := h.ActiveStreams(); n != 0 {
+	if n := h.Stats().Active; n != 0 {
 		t.Fatalf("%d streams still active after all clients left", n)
 	}
 	return peak

@@ -60,7 +60,7 @@ func (s *Server) Close() {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
 		if err := s.Handler.Shutdown(ctx); err != nil {
-			s.t.Errorf("handler shutdown: %v (%d streams still active)", err, s.Handler.ActiveStreams())
+			s.t.Errorf("handler shutdown: %v (%d streams still active)", err, s.Handler.Stats().Active)
 		}
 	})
 }
@@ -71,12 +71,12 @@ func (s *Server) WaitActiveStreams(want int, timeout time.Duration) {
 	s.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		got := s.Handler.ActiveStreams()
+		got := s.Handler.Stats().Active
 		if got == want {
 			return
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("ActiveStreams() = %d after %v, want %d", got, timeout, want)
+			s.t.Fatalf("%d streams active after %v, want %d", got, timeout, want)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
