@@ -10,39 +10,13 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-)
 
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(tb testing.TB) (server, client net.Conn) {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	server = <-accepted
-	if server == nil {
-		tb.Fatal("accept failed")
-	}
-	tb.Cleanup(func() {
-		_ = client.Close()
-		_ = server.Close()
-	})
-	return server, client
-}
+	"github.com/mqttws/mqttws/internal/loopback"
+)
 
 // testStream serves the server end of a TCP pair with default settings.
 func testStream(tb testing.TB) (*Stream, net.Conn) {
-	server, client := tcpPair(tb)
+	server, client := loopback.Pair(tb)
 	_, cancel := context.WithCancel(context.Background())
 	// The settings a zero Handler gives.
 	s := newStream(server, server, streamConfig{

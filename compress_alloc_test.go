@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/mqttws/mqttws/internal/loopback"
 )
 
 // poolsRandomized is set under the race detector (compress_race_test.go).
@@ -30,7 +32,7 @@ func skipUnderRace(t *testing.T) {
 // deflateStream serves the server end of a TCP pair with default settings
 // and permessage-deflate negotiated.
 func deflateStream(tb testing.TB, opts CompressionOptions, writeFrameSize int) (*Stream, net.Conn) {
-	server, client := tcpPair(tb)
+	server, client := loopback.Pair(tb)
 	_, cancel := context.WithCancel(context.Background())
 	cfg := opts.config(writeFrameSize)
 	s := newStream(server, server, streamConfig{

@@ -3,8 +3,6 @@ package mqttws_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -18,6 +16,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/mqttws/mqttws"
+	"github.com/mqttws/mqttws/internal/testbroker"
 )
 
 // testTimeout bounds every wait in these tests.
@@ -122,32 +121,12 @@ type frame struct {
 }
 
 func (f frame) bytes() []byte {
-	h := ws.Header{
-		Fin:    !f.notFinal,
-		Rsv:    f.rsv,
-		OpCode: f.op,
-		Length: int64(len(f.payload)),
-		Masked: !f.unmasked,
-	}
-	payload := bytes.Clone(f.payload)
-	if h.Masked {
-		_, _ = rand.Read(h.Mask[:])
-		ws.Cipher(payload, h.Mask, 0)
-	}
-	var b bytes.Buffer
-	if err := ws.WriteHeader(&b, h); err != nil {
-		panic(err)
-	}
-	b.Write(payload)
-	return b.Bytes()
+	return testbroker.Frame{Op: f.op, NotFinal: f.notFinal, Rsv: f.rsv, Payload: f.payload, Unmasked: f.unmasked}.Bytes()
 }
 
 func binaryFrame(p []byte) frame { return frame{op: ws.OpBinary, payload: p} }
 
-func closeBody(code uint16, reason string) []byte {
-	b := binary.BigEndian.AppendUint16(nil, code)
-	return append(b, reason...)
-}
+func closeBody(code uint16, reason string) []byte { return testbroker.CloseBody(code, reason) }
 
 func (c *client) send(frames ...frame) {
 	c.t.Helper()

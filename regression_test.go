@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/mqttws/mqttws/internal/loopback"
 )
 
 // TestShutdownHonorsContextWithStuckWriters: closing frames wait for
@@ -62,7 +64,7 @@ func TestShutdownHonorsContextWithStuckWriters(t *testing.T) {
 // calls SetDeadline(time.Time{}) after each packet from a client with MQTT
 // keepalive 0.
 func TestClearingTheDeadlineKeepsWriteTimeout(t *testing.T) {
-	server, client := tcpPair(t)
+	server, client := loopback.Pair(t)
 	_, cancel := context.WithCancel(context.Background())
 	s := newStream(server, server, streamConfig{
 		pool:         &bufferPool{size: DefaultReadBufferSize},

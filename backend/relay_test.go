@@ -9,36 +9,9 @@ import (
 	"testing"
 
 	"github.com/mqttws/mqttws/backend"
+	"github.com/mqttws/mqttws/internal/loopback"
 	"github.com/mqttws/mqttws/internal/testbroker"
 )
-
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(tb testing.TB) (server, client net.Conn) {
-	tb.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	client, err = net.Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	server = <-accepted
-	if server == nil {
-		tb.Fatal("accept failed")
-	}
-	tb.Cleanup(func() {
-		_ = client.Close()
-		_ = server.Close()
-	})
-	return server, client
-}
 
 // bufferedEchoListener is a broker stand-in that echoes with one fixed
 // buffer per connection, so that it allocates nothing per read.
@@ -82,7 +55,7 @@ func bufferedEchoListener(tb testing.TB) string {
 // and a function that ends the relay and waits for it.
 func relayed(tb testing.TB, d *backend.Dialer) (net.Conn, func()) {
 	tb.Helper()
-	stream, client := tcpPair(tb)
+	stream, client := loopback.Pair(tb)
 	done := make(chan error, 1)
 	go func() { done <- d.ServeStream(context.Background(), stream) }()
 	connect := testbroker.ConnectPacket(testbroker.ClientID("alloc"), 60)

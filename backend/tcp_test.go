@@ -316,49 +316,10 @@ func serveRecording(t *testing.T, d *backend.Dialer) (*testbroker.Server, <-chan
 func TestClientOrBrokerEndingNormallyIsNoBackendError(t *testing.T) {
 	t.Parallel()
 	broker := testbroker.StartMosquitto(t)
-	tests := []struct {
-		name string
-		// end ends the connection of c, a client that sent the first bytes
-		// of its CONNECT when connect is false, and is connected otherwise.
-		end     func(t *testing.T, c *testbroker.WSClient)
-		connect bool
-	}{
+	tests := append(testbroker.Departures(), []testbroker.Departure{
 		{
-			name:    "client sends a close frame",
-			connect: true,
-			end: func(t *testing.T, c *testbroker.WSClient) {
-				if err := c.WriteFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, "tab closed"))); err != nil {
-					t.Fatal(err)
-				}
-				c.ExpectClose(t, mqttws.CloseGoingAway, 5*time.Second)
-			},
-		},
-		{
-			name:    "client drops TCP between frames",
-			connect: true,
-			end:     func(_ *testing.T, c *testbroker.WSClient) { _ = c.Conn.Close() },
-		},
-		{
-			name:    "client drops TCP inside a frame",
-			connect: true,
-			end: func(t *testing.T, c *testbroker.WSClient) {
-				writeFramePrefix(t, c, testbroker.PublishPacket("a/b", make([]byte, 90)), 10)
-				_ = c.Conn.Close()
-			},
-		},
-		{
-			name:    "client sends DISCONNECT and the broker closes",
-			connect: true,
-			end: func(t *testing.T, c *testbroker.WSClient) {
-				if err := c.WriteFrame(ws.NewBinaryFrame(testbroker.Disconnect)); err != nil {
-					t.Fatal(err)
-				}
-				c.ExpectClose(t, mqttws.CloseNormal, 5*time.Second)
-			},
-		},
-		{
-			name: "client sends a close frame inside its CONNECT",
-			end: func(t *testing.T, c *testbroker.WSClient) {
+			Name: "client sends a close frame inside its CONNECT",
+			End: func(t *testing.T, c *testbroker.WSClient) {
 				if err := c.WriteFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, ""))); err != nil {
 					t.Fatal(err)
 				}
@@ -366,16 +327,16 @@ func TestClientOrBrokerEndingNormallyIsNoBackendError(t *testing.T) {
 			},
 		},
 		{
-			name: "client drops TCP inside its CONNECT",
-			end:  func(_ *testing.T, c *testbroker.WSClient) { _ = c.Conn.Close() },
+			Name: "client drops TCP inside its CONNECT",
+			End:  func(_ *testing.T, c *testbroker.WSClient) { _ = c.Conn.Close() },
 		},
-	}
+	}...)
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		t.Run(tt.Name, func(t *testing.T) {
 			t.Parallel()
 			srv, served := serveRecording(t, backend.Dial(broker))
 			var c *testbroker.WSClient
-			if tt.connect {
+			if tt.Connect {
 				c = testbroker.ConnectRaw(t, srv.URL, testbroker.ClientID("ending"))
 			} else {
 				c = testbroker.DialWS(t, srv.URL)
@@ -384,7 +345,7 @@ func TestClientOrBrokerEndingNormallyIsNoBackendError(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			tt.end(t, c)
+			tt.End(t, c)
 			select {
 			case err := <-served:
 				if err != nil {
@@ -394,20 +355,5 @@ func TestClientOrBrokerEndingNormallyIsNoBackendError(t *testing.T) {
 				t.Fatal("ServeStream did not return within 10s")
 			}
 		})
-	}
-}
-
-// writeFramePrefix sends the header of a binary frame carrying p and only
-// the first n bytes of p.
-func writeFramePrefix(t *testing.T, c *testbroker.WSClient, p []byte, n int) {
-	t.Helper()
-	h := ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(len(p)), Masked: true, Mask: ws.NewMask()}
-	if err := ws.WriteHeader(c.Conn, h); err != nil {
-		t.Fatal(err)
-	}
-	prefix := append([]byte{}, p[:n]...)
-	ws.Cipher(prefix, h.Mask, 0)
-	if _, err := c.Conn.Write(prefix); err != nil {
-		t.Fatal(err)
 	}
 }

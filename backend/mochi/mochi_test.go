@@ -403,21 +403,6 @@ func TestConnectSplitIntoOneByteFramesGetsConnack(t *testing.T) {
 	}
 }
 
-// writeFramePrefix sends the header of a binary frame carrying p and only
-// the first n bytes of p.
-func writeFramePrefix(t *testing.T, c *testbroker.WSClient, p []byte, n int) {
-	t.Helper()
-	h := ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(len(p)), Masked: true, Mask: ws.NewMask()}
-	if err := ws.WriteHeader(c.Conn, h); err != nil {
-		t.Fatal(err)
-	}
-	prefix := append([]byte{}, p[:n]...)
-	ws.Cipher(prefix, h.Mask, 0)
-	if _, err := c.Conn.Write(prefix); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // expectServed waits for what ServeStream returned for the one client of b.
 func (b *broker) expectServed(t *testing.T) error {
 	t.Helper()
@@ -432,50 +417,11 @@ func (b *broker) expectServed(t *testing.T) error {
 
 func TestClientGoingAwayIsNoBackendError(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name string
-		// end ends the connection of c, a client that sent the first bytes
-		// of its CONNECT when connect is false, and is connected otherwise.
-		end     func(t *testing.T, c *testbroker.WSClient)
-		connect bool
-	}{
+	tests := append(testbroker.Departures(), []testbroker.Departure{
 		{
-			name:    "client sends a close frame (a tab closed)",
-			connect: true,
-			end: func(t *testing.T, c *testbroker.WSClient) {
-				if err := c.WriteFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, ""))); err != nil {
-					t.Fatal(err)
-				}
-				c.ExpectClose(t, mqttws.CloseGoingAway, 5*time.Second)
-			},
-		},
-		{
-			name:    "client drops TCP between frames",
-			connect: true,
-			end:     func(_ *testing.T, c *testbroker.WSClient) { _ = c.Conn.Close() },
-		},
-		{
-			name:    "client drops TCP inside a frame",
-			connect: true,
-			end: func(t *testing.T, c *testbroker.WSClient) {
-				writeFramePrefix(t, c, testbroker.PublishPacket("a/b", make([]byte, 90)), 10)
-				_ = c.Conn.Close()
-			},
-		},
-		{
-			name:    "client sends DISCONNECT",
-			connect: true,
-			end: func(t *testing.T, c *testbroker.WSClient) {
-				if err := c.WriteFrame(ws.NewBinaryFrame(testbroker.Disconnect)); err != nil {
-					t.Fatal(err)
-				}
-				c.ExpectClose(t, mqttws.CloseNormal, 5*time.Second)
-			},
-		},
-		{
-			name:    "client sends a text frame (the stream closes with 1003)",
-			connect: true,
-			end: func(t *testing.T, c *testbroker.WSClient) {
+			Name:    "client sends a text frame (the stream closes with 1003)",
+			Connect: true,
+			End: func(t *testing.T, c *testbroker.WSClient) {
 				if err := c.WriteFrame(ws.NewTextFrame([]byte("hello"))); err != nil {
 					t.Fatal(err)
 				}
@@ -483,21 +429,21 @@ func TestClientGoingAwayIsNoBackendError(t *testing.T) {
 			},
 		},
 		{
-			name: "client sends a close frame inside its CONNECT",
-			end: func(t *testing.T, c *testbroker.WSClient) {
+			Name: "client sends a close frame inside its CONNECT",
+			End: func(t *testing.T, c *testbroker.WSClient) {
 				if err := c.WriteFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, ""))); err != nil {
 					t.Fatal(err)
 				}
 				c.ExpectClose(t, mqttws.CloseGoingAway, 5*time.Second)
 			},
 		},
-	}
+	}...)
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		t.Run(tt.Name, func(t *testing.T) {
 			t.Parallel()
 			b := startBroker(t, mochi.Options{})
 			var c *testbroker.WSClient
-			if tt.connect {
+			if tt.Connect {
 				c = testbroker.ConnectRaw(t, b.http.URL, testbroker.ClientID("leaving"))
 			} else {
 				c = testbroker.DialWS(t, b.http.URL)
@@ -506,7 +452,7 @@ func TestClientGoingAwayIsNoBackendError(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			tt.end(t, c)
+			tt.End(t, c)
 			if err := b.expectServed(t); err != nil {
 				t.Errorf("ServeStream returned %v, want nil: the client went away, nothing failed", err)
 			}
