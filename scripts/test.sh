@@ -13,6 +13,8 @@ need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v node >/dev/null || need+=(nodejs)
+# The deployment guide's systemd unit is checked with systemd-analyze.
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
 	step "installing ${need[*]}"
 	sudo=""
