@@ -241,10 +241,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	admitted = false
 	if !h.track(s) {
+		// Shutdown began during the upgrade: say so, and read up to the
+		// client's close reply so that the connection closes with it, not
+		// CloseTimeout later.
 		_ = s.CloseWith(CloseGoingAway, "server shutting down")
 		if r.ProtoMajor == 2 {
 			s.closeConn() // nothing may write once ServeHTTP returns
+			return
 		}
+		go s.drain()
 		return
 	}
 	if r.ProtoMajor == 2 {

@@ -106,10 +106,14 @@ func start(t testing.TB, opts Options) (*Mosquitto, error) {
 		return nil, fmt.Errorf("run %s: %w", MosquittoPath, err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	done := make(chan struct{}) // closed once the process is reaped
+	go func() {
+		exited <- cmd.Wait()
+		close(done)
+	}()
 	stop := func() {
 		_ = cmd.Process.Kill()
-		<-exited
+		<-done // not exited: waitListening may have taken its value
 	}
 
 	if err := waitListening(m, &log, exited); err != nil {
