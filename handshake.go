@@ -88,20 +88,31 @@ func checkHandshake(r *http.Request, prefs []string, allowNone bool) (string, *h
 	if !headerHasToken(r.Header, "Connection", "upgrade") {
 		return "", refuse(http.StatusBadRequest, `bad handshake: "Connection" header must contain "Upgrade"`)
 	}
-	switch v := r.Header.Values("Sec-WebSocket-Version"); {
-	case len(v) == 0:
-		e := refuse(http.StatusBadRequest, `bad handshake: missing "Sec-WebSocket-Version" header`)
-		e.header = http.Header{"Sec-WebSocket-Version": {"13"}}
-		return "", e
-	case len(v) > 1 || v[0] != "13":
-		e := refuseAs("version", http.StatusUpgradeRequired, `unsupported WebSocket version %q: this server speaks version 13`, strings.Join(v, ", "))
-		e.header = http.Header{"Sec-WebSocket-Version": {"13"}}
-		return "", e
+	if refusal := checkVersion(r, http.StatusUpgradeRequired); refusal != nil {
+		return "", refusal
 	}
 	if !validKey(r.Header.Values("Sec-WebSocket-Key")) {
 		return "", refuse(http.StatusBadRequest, `bad handshake: "Sec-WebSocket-Key" must be one base64-encoded 16-byte value`)
 	}
 	return selectSubprotocol(offeredSubprotocols(r.Header), prefs, allowNone)
+}
+
+// checkVersion requires Sec-WebSocket-Version 13 (RFC 6455 section 4.2.2):
+// a missing one is a bad handshake; another one is refused with
+// unsupported (426 Upgrade Required over HTTP/1.1; HTTP/2 has no upgrade,
+// so 400 there), both with the version served.
+func checkVersion(r *http.Request, unsupported int) *handshakeError {
+	switch v := r.Header.Values("Sec-WebSocket-Version"); {
+	case len(v) == 0:
+		e := refuse(http.StatusBadRequest, `bad handshake: missing "Sec-WebSocket-Version" header`)
+		e.header = http.Header{"Sec-WebSocket-Version": {"13"}}
+		return e
+	case len(v) > 1 || v[0] != "13":
+		e := refuseAs("version", unsupported, `unsupported WebSocket version %q: this server speaks version 13`, strings.Join(v, ", "))
+		e.header = http.Header{"Sec-WebSocket-Version": {"13"}}
+		return e
+	}
+	return nil
 }
 
 // selectSubprotocol picks the first protocol of prefs the client offered.

@@ -38,15 +38,8 @@ func checkExtendedConnect(r *http.Request, prefs []string, allowNone bool) (stri
 	case r.Method != http.MethodConnect:
 		return "", refuseAs("not_websocket", http.StatusBadRequest, "this endpoint speaks MQTT over WebSocket: over HTTP/2, open it with an extended CONNECT (RFC 8441) offering subprotocol %s", quoteList(prefs))
 	}
-	switch v := r.Header.Values("Sec-WebSocket-Version"); {
-	case len(v) == 0:
-		e := refuse(http.StatusBadRequest, `bad handshake: missing "Sec-WebSocket-Version" header`)
-		e.header = http.Header{"Sec-WebSocket-Version": {"13"}}
-		return "", e
-	case len(v) > 1 || v[0] != "13":
-		e := refuseAs("version", http.StatusBadRequest, `unsupported WebSocket version %q: this server speaks version 13`, strings.Join(v, ", "))
-		e.header = http.Header{"Sec-WebSocket-Version": {"13"}}
-		return "", e
+	if refusal := checkVersion(r, http.StatusBadRequest); refusal != nil {
+		return "", refusal
 	}
 	return selectSubprotocol(offeredSubprotocols(r.Header), prefs, allowNone)
 }

@@ -93,11 +93,11 @@ func (a stringAddr) String() string  { return string(a) }
 // client can hop across at will). Not an IP address: the zero Prefix, which
 // is not counted.
 func clientKey(a net.Addr) netip.Prefix {
-	ta, ok := a.(*net.TCPAddr)
-	if !ok {
+	if _, ok := a.(*net.TCPAddr); !ok {
 		return netip.Prefix{}
 	}
-	ip := ta.AddrPort().Addr().Unmap()
+	ap, _ := addrPort(a)
+	ip := ap.Addr()
 	bits := ip.BitLen()
 	if ip.Is6() {
 		bits = 64

@@ -204,7 +204,7 @@ func TestDeadNodeIsSkippedUntilItAnswersAProbe(t *testing.T) {
 	// interval is over, finds it answering.
 	ln, err := net.Listen("tcp4", deadAddr)
 	if err != nil {
-		t.Skipf("the dead node's port was taken meanwhile: %v", err)
+		t.Fatalf("the dead node's port was taken meanwhile, by another process (rerun): %v", err)
 	}
 	back := serveStandIn(t, ln, echo)
 	deadline := time.Now().Add(10 * time.Second)
@@ -261,7 +261,7 @@ func TestEveryNodeDownIsStillTried(t *testing.T) {
 
 	ln, err := net.Listen("tcp4", b)
 	if err != nil {
-		t.Skipf("the node's port was taken meanwhile: %v", err)
+		t.Fatalf("the node's port was taken meanwhile, by another process (rerun): %v", err)
 	}
 	serveStandIn(t, ln, echo)
 	connectAndExpectEcho(t, srv.URL)
@@ -393,7 +393,7 @@ func TestProbeOfANodeBehindProxyProtocolSendsALocalHeader(t *testing.T) {
 
 			ln, err := net.Listen("tcp4", downAddr)
 			if err != nil {
-				t.Skipf("the node's port was taken meanwhile: %v", err)
+				t.Fatalf("the node's port was taken meanwhile, by another process (rerun): %v", err)
 			}
 			headers := make(chan *proxyproto.Header, 100)
 			serveStandIn(t, &proxyproto.Listener{Listener: ln, ReadHeaderTimeout: 5 * time.Second}, func(c net.Conn) {

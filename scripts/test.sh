@@ -76,6 +76,9 @@ go test -race -count=1 -timeout 15m $(go list "$all" | grep -v '/benchmarks/')
 step "internal/soak without -race: 10,000 connections at once (2,000 under -race above)"
 go test -count=1 -timeout 10m ./internal/soak
 
+step "allocation tests without -race (under it sync.Pool drops items at random and the compression ones skip)"
+go test -count=1 -run 'Alloc' . ./backend
+
 step "benchmark harness checks (no timing)"
 go test -count=1 -timeout 5m ./benchmarks/compression ./benchmarks/internal/report
 

@@ -45,8 +45,8 @@ func TestFlagDefaults(t *testing.T) {
 	if s.MaxConnsPerAddr != options.DefaultMaxConnsPerAddr || s.MetricsListen != "" {
 		t.Errorf("-max-conns-per-addr %d, -metrics-listen %q by default; want %d and none", s.MaxConnsPerAddr, s.MetricsListen, options.DefaultMaxConnsPerAddr)
 	}
-	if h.MaxStreamsPerAddr != 0 || h.ClientAddrHeader != "X-Forwarded-For" || len(h.AllowHosts) != 0 {
-		t.Errorf("-max-streams-per-addr %d, -client-addr-header %q, -allow-host %q by default; want 0, X-Forwarded-For and none", h.MaxStreamsPerAddr, h.ClientAddrHeader, h.AllowHosts)
+	if h.MaxStreamsPerAddr != options.DefaultMaxConnsPerAddr || h.ClientAddrHeader != "X-Forwarded-For" || len(h.AllowHosts) != 0 {
+		t.Errorf("-max-streams-per-addr %d, -client-addr-header %q, -allow-host %q by default; want %d, X-Forwarded-For and none", h.MaxStreamsPerAddr, h.ClientAddrHeader, h.AllowHosts, options.DefaultMaxConnsPerAddr)
 	}
 }
 

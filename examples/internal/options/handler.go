@@ -48,7 +48,10 @@ func (o *Handler) Register(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.IntVar(&o.MaxConns, "max-conns", 0, "serve at most `N` WebSocket connections at once, refusing more with 503 (0: no cap)")
-	fs.IntVar(&o.MaxStreamsPerAddr, "max-streams-per-addr", 0, "serve at most `N` WebSocket connections at once per client address (found through -trusted-proxy), refusing more with 429 (0: no cap)")
+	// The accept cap (-max-conns-per-addr) counts TCP connections; over
+	// HTTP/2 one connection carries up to 250 WebSockets, so the streams
+	// need a cap of their own, by default the same number.
+	fs.IntVar(&o.MaxStreamsPerAddr, "max-streams-per-addr", DefaultMaxConnsPerAddr, "serve at most `N` WebSocket connections at once per client address (found through -trusted-proxy), refusing more with 429; over HTTP/2 one TCP connection carries many (0: no cap)")
 	fs.Int64Var(&o.MaxFrame, "max-frame", 0, "close connections sending a frame over `BYTES` with 1009 (0: no limit)")
 	fs.DurationVar(&o.Ping, "ping", mqttws.DefaultPingInterval, "ping connections quiet for `DURATION` (keeps proxies from dropping them); 0 disables")
 	fs.Func("trusted-proxy", "believe the -client-addr-header of requests from reverse proxies in `CIDR` (repeatable); other forwarding headers are ignored", func(v string) error {
