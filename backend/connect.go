@@ -10,22 +10,8 @@ import (
 	"github.com/mqttws/mqttws"
 )
 
-// maxLengthBytes is the longest Remaining Length: a variable byte integer
-// of at most 4 bytes (MQTT 3.1.1 section 2.2.3, MQTT 5 section 1.5.5).
-const maxLengthBytes = 4
-
 // connectFirstByte is the first byte of a CONNECT packet: type 1, flags 0.
 const connectFirstByte = 0x10
-
-// watchStage is how far a connectWatch has followed the CONNECT packet.
-type watchStage uint8
-
-const (
-	watchType   watchStage = iota // waiting for the first byte
-	watchLength                   // reading the Remaining Length
-	watchBody                     // counting the remaining bytes down
-	watchDone                     // a whole CONNECT went by
-)
 
 // connectWatch follows the client's first MQTT packet through its fixed
 // header and counts its remaining bytes down, so that the relay knows when
@@ -35,12 +21,10 @@ type connectWatch struct {
 	timeout  time.Duration
 	deadline time.Time // moved on by the time spent waiting for the broker
 
-	stage      watchStage
-	lengthLen  int    // Remaining Length bytes read
-	length     uint32 // the Remaining Length, as read so far
-	remaining  uint32 // bytes of the packet still to come, in watchBody
-	bytesTotal int64  // bytes received, for the log
-	extra      int    // bytes of the last chunk fed that came after the CONNECT
+	cur        packetCursor
+	connected  bool  // a whole CONNECT went by
+	bytesTotal int64 // bytes received, for the log
+	extra      int   // bytes of the last chunk fed that came after the CONNECT
 }
 
 // feed follows p, the next bytes from the client. It returns a
@@ -49,40 +33,22 @@ type connectWatch struct {
 // extra counts them.
 func (w *connectWatch) feed(p []byte) *mqttws.CloseError {
 	w.bytesTotal += int64(len(p))
-	for len(p) > 0 && w.stage != watchDone {
-		switch w.stage {
-		case watchType:
-			if p[0] != connectFirstByte {
-				return notConnect(p[0])
+	for len(p) > 0 && !w.connected {
+		var ev cursorEvent
+		var first byte
+		p, ev, first = w.cur.next(p)
+		switch ev {
+		case gotType:
+			if first != connectFirstByte {
+				return notConnect(first)
 			}
-			w.stage = watchLength
-			p = p[1:]
-		case watchLength:
-			b := p[0]
-			p = p[1:]
-			w.length |= uint32(b&0x7f) << (7 * w.lengthLen)
-			w.lengthLen++
-			switch {
-			case b&0x80 == 0 && w.length == 0:
-				w.stage = watchDone
-			case b&0x80 == 0:
-				w.stage, w.remaining = watchBody, w.length
-			case w.lengthLen == maxLengthBytes:
-				return &mqttws.CloseError{
-					Code:   mqttws.CloseProtocolError,
-					Reason: "malformed MQTT CONNECT: Remaining Length longer than 4 bytes",
-				}
+		case tooLong:
+			return &mqttws.CloseError{
+				Code:   mqttws.CloseProtocolError,
+				Reason: "malformed MQTT CONNECT: Remaining Length longer than 4 bytes",
 			}
-		case watchBody:
-			k := w.remaining
-			if uint64(len(p)) < uint64(k) {
-				k = uint32(len(p))
-			}
-			w.remaining -= k
-			p = p[k:]
-			if w.remaining == 0 {
-				w.stage = watchDone
-			}
+		case gotPacket:
+			w.connected = true
 		}
 	}
 	w.extra = len(p)
@@ -90,22 +56,22 @@ func (w *connectWatch) feed(p []byte) *mqttws.CloseError {
 }
 
 // done reports whether a whole CONNECT has gone by.
-func (w *connectWatch) done() bool { return w.stage == watchDone }
+func (w *connectWatch) done() bool { return w.connected }
 
 // headerChecked reports whether the CONNECT's fixed header is known good:
 // until then, no byte goes to the broker.
-func (w *connectWatch) headerChecked() bool { return w.stage >= watchBody }
+func (w *connectWatch) headerChecked() bool { return w.connected || w.cur.stage == watchBody }
 
 // expired is the error of a client whose CONNECT was not whole in time.
 func (w *connectWatch) expired() *mqttws.CloseError {
 	var got string
-	switch w.stage {
+	switch w.cur.stage {
 	case watchType:
 		got = "no MQTT byte"
 	case watchLength:
 		got = fmt.Sprintf("%d bytes of the CONNECT's fixed header, unfinished", w.bytesTotal)
 	default:
-		got = fmt.Sprintf("%d of the CONNECT's %d remaining bytes", w.length-w.remaining, w.length)
+		got = fmt.Sprintf("%d of the CONNECT's %d remaining bytes", w.cur.length-w.cur.remaining, w.cur.length)
 	}
 	return &mqttws.CloseError{
 		Code:   mqttws.ClosePolicyViolation,

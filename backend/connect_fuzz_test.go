@@ -29,7 +29,7 @@ func FuzzConnectWatch(f *testing.F) {
 		if (wholeErr == nil) != (splitErr == nil) {
 			t.Fatalf("whole: %v; in %d-byte chunks: %v", wholeErr, size, splitErr)
 		}
-		if wholeErr == nil && (whole.stage != split.stage || whole.remaining != split.remaining || whole.length != split.length) {
+		if wholeErr == nil && (whole.connected != split.connected || whole.cur.stage != split.cur.stage || whole.cur.remaining != split.cur.remaining || whole.cur.length != split.cur.length) {
 			t.Fatalf("whole ends at %+v, chunked at %+v", whole, split)
 		}
 		if wholeErr != nil && whole.done() {

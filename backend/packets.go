@@ -14,50 +14,22 @@ const disconnectType = 14
 type packetTracker struct {
 	asked atomic.Bool // read by the broker's side of the relay
 
-	stage     watchStage // watchDone: stopped
-	lengthLen int
-	remaining uint32
+	cur     packetCursor
+	stopped bool // after a packet the broker must refuse
 }
 
 // feed follows p, the next bytes from the client.
 func (t *packetTracker) feed(p []byte) {
-	for len(p) > 0 && t.stage != watchDone {
-		switch t.stage {
-		case watchType:
-			switch p[0] >> 4 {
-			case 0:
-				t.asked.Store(true)
-				t.stage = watchDone
-				return
-			case disconnectType:
-				t.asked.Store(true)
-			}
-			t.stage, t.lengthLen, t.remaining = watchLength, 0, 0
-			p = p[1:]
-		case watchLength:
-			b := p[0]
-			p = p[1:]
-			t.remaining |= uint32(b&0x7f) << (7 * t.lengthLen)
-			t.lengthLen++
-			switch {
-			case b&0x80 == 0 && t.remaining == 0:
-				t.stage = watchType
-			case b&0x80 == 0:
-				t.stage = watchBody
-			case t.lengthLen == maxLengthBytes:
-				t.asked.Store(true)
-				t.stage = watchDone
-			}
-		case watchBody:
-			k := t.remaining
-			if uint64(len(p)) < uint64(k) {
-				k = uint32(len(p))
-			}
-			t.remaining -= k
-			p = p[k:]
-			if t.remaining == 0 {
-				t.stage = watchType
-			}
+	for len(p) > 0 && !t.stopped {
+		var ev cursorEvent
+		var first byte
+		p, ev, first = t.cur.next(p)
+		switch {
+		case ev == gotType && first>>4 == 0, ev == tooLong:
+			t.asked.Store(true)
+			t.stopped = true
+		case ev == gotType && first>>4 == disconnectType:
+			t.asked.Store(true)
 		}
 	}
 }

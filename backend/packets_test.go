@@ -75,9 +75,9 @@ func FuzzPacketTracker(f *testing.F) {
 			split.feed(p[:n])
 			p = p[n:]
 		}
-		if whole.asked.Load() != split.asked.Load() || whole.stage != split.stage || whole.remaining != split.remaining {
-			t.Fatalf("whole: asked %v, stage %v, %d remaining; in %d-byte chunks: asked %v, stage %v, %d remaining",
-				whole.asked.Load(), whole.stage, whole.remaining, size, split.asked.Load(), split.stage, split.remaining)
+		if whole.asked.Load() != split.asked.Load() || whole.stopped != split.stopped || whole.cur != split.cur {
+			t.Fatalf("whole: asked %v, stopped %v, at %+v; in %d-byte chunks: asked %v, stopped %v, at %+v",
+				whole.asked.Load(), whole.stopped, whole.cur, size, split.asked.Load(), split.stopped, split.cur)
 		}
 	})
 }
