@@ -232,6 +232,11 @@ func (w *firstLine) Write(p []byte) (int, error) {
 // it started (Chromium), is killed after timeout. It may be called from any
 // goroutine; call needNode first.
 func runScript(t testing.TB, timeout time.Duration, script string, plan, out any) error {
+	return runScriptEnv(t, timeout, script, nil, plan, out)
+}
+
+// runScriptEnv is runScript with env added to the script's environment.
+func runScriptEnv(t testing.TB, timeout time.Duration, script string, env []string, plan, out any) error {
 	node, err := exec.LookPath("node")
 	if err != nil {
 		return err
@@ -243,6 +248,7 @@ func runScript(t testing.TB, timeout time.Duration, script string, plan, out any
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, filepath.Join("js", script))
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdin = bytes.NewReader(in)
 	var stdout, stderr testbroker.LockedBuffer
 	cmd.Stdout = &stdout

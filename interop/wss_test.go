@@ -583,43 +583,6 @@ func readFullWithin(s *h2ws.Conn, p []byte, d time.Duration) error {
 	}
 }
 
-// runScriptEnv is runScript with env (NAME=value items) added to node's
-// environment.
-func runScriptEnv(t testing.TB, timeout time.Duration, script string, env []string, plan, out any) error {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		return err
-	}
-	in, err := json.Marshal(plan)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, filepath.Join("js", script))
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdin = bytes.NewReader(in)
-	var stdout, stderr testbroker.LockedBuffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = &stderr
-	cmd.SysProcAttr = sysProcAttr()
-	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid) }
-	cmd.WaitDelay = 5 * time.Second
-	start := time.Now()
-	err = cmd.Run()
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("node js/%s did not finish within %v; its stderr:\n%s", script, timeout, tail(stderr.String()))
-	}
-	if err != nil {
-		return fmt.Errorf("node js/%s: %w; its stderr:\n%s", script, err, tail(stderr.String()))
-	}
-	if err := json.Unmarshal([]byte(stdout.String()), out); err != nil {
-		return fmt.Errorf("node js/%s printed no result (%w); stdout:\n%s\nstderr:\n%s", script, err, tail(stdout.String()), tail(stderr.String()))
-	}
-	t.Logf("node js/%s ran in %v", script, time.Since(start).Round(time.Millisecond))
-	return nil
-}
-
 // TestSIGTERMClosesWebSocketsOverHTTP2With1001: WebSockets over HTTP/2 are
 // requests in progress for net/http, which its graceful shutdown would wait
 // for; the example closes them with 1001 as it does hijacked connections,
