@@ -95,13 +95,19 @@ func startGateway(t testing.TB, name, upstream string) *gateway {
 		t.Fatalf("gateway %s printed nothing within %v\n%s", name, startTimeout, g.stderr.String())
 	}
 	g.addr = hostPort(newTarget(t, name, line, mosquittoBroker, true))
-	// The metrics line is logged before the proxy says it serves.
-	m := metricsURL.FindStringSubmatch(g.stderr.String())
-	if m == nil {
-		t.Fatalf("gateway %s logged no metrics URL:\n%s", name, g.stderr.String())
+	// The metrics line is logged before the proxy says it serves, but on
+	// stderr, which is copied apart from stdout: it may come after.
+	deadline := time.Now().Add(startTimeout)
+	for {
+		if m := metricsURL.FindStringSubmatch(g.stderr.String()); m != nil {
+			g.metrics = m[1]
+			return g
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway %s logged no metrics URL within %v:\n%s", name, startTimeout, g.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	g.metrics = m[1]
-	return g
 }
 
 // kill kills the gateway with SIGKILL and waits until it is gone: its

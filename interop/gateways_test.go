@@ -5,7 +5,6 @@ import (
 	"os"
 	"regexp"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,8 +19,11 @@ import (
 // Bounds and sizes of the gateways test. A client of the killed gateway
 // learns of it at once (the kernel closes the gateway's sockets, nginx the
 // client's), paho dials again at once, and nginx passes the connection
-// refused by the dead gateway on to a live one: it is back within
-// gatewayReconnectBound of the kill.
+// refused by the dead gateway on to a live one: it is back within tens of
+// milliseconds. An attempt that nginx put through to the dying gateway's
+// listener in the moment the kernel was closing it is reset after nginx
+// sent the handshake on, too late to try another gateway: paho tries again
+// after 1 s. Either way it is back within gatewayReconnectBound of the kill.
 const (
 	gatewayCount          = 3
 	gatewayPublishers     = 6
@@ -37,7 +39,8 @@ const (
 // gateways in front of one mosquitto, and nginx, with the deployment
 // guide's stream configuration, in front of them. Twelve paho clients
 // (persistent sessions, QoS 1) connect one after the other through nginx's
-// one URL: each gateway holds some (its metrics count them), and every
+// one URL: each gateway holds as many as the others, give or take one (its
+// metrics count them), and every
 // subscriber gets every publisher's messages, from the other gateways too.
 // Then one gateway is killed with SIGKILL while messages flow: exactly its
 // clients lose their connection and are back, through the same URL, on the
@@ -83,6 +86,9 @@ func TestGatewaysShareClientsBehindATCPLoadBalancer(t *testing.T) {
 		if n < 1 {
 			t.Fatalf("gateway %s holds no client of %d (each gateway's count: %v): nginx does not spread them", gws[i].name, len(on), counts)
 		}
+	}
+	if slices.Max(counts)-slices.Min(counts) > 1 {
+		t.Fatalf("connections per gateway %v: least_conn should spread clients connecting one after the other evenly", counts)
 	}
 	for _, s := range run.subs {
 		if !slices.ContainsFunc(run.pubs, func(p *clusterClient) bool { return on[p] != on[s] }) {
@@ -151,12 +157,50 @@ func TestGatewaysShareClientsBehindATCPLoadBalancer(t *testing.T) {
 			t.Errorf("a new client got in after %v at its attempt %d (failed: %v): nginx should pass a connection the dead gateway refuses on to a live one", c.took.Round(time.Millisecond), len(c.failed)+1, c.failed)
 		}
 	}
+	passed, err := passedOn(errorLog, gws[dead].addr, survivors)
+	if err != nil {
+		t.Error(err)
+	}
+	t.Logf("nginx's connections refused by the dead gateway and passed on to a live one: %v; test time %v", passed, time.Since(start).Round(time.Millisecond))
+}
+
+// nginxConnectFailed and nginxConnected are the lines of nginx's error log (at
+// level info) saying that its connection *ID failed to connect to an
+// upstream, or connected to one.
+var (
+	nginxConnectFailed = regexp.MustCompile(`\*([0-9]+) connect\(\) failed .*upstream: "([^"]+)"`)
+	nginxConnected     = regexp.MustCompile(`\*([0-9]+) proxy \S+ connected to (\S+)`)
+)
+
+// passedOn checks in nginx's error log that nginx tried the dead gateway
+// (least_conn offers the gateway with the fewest connections first) and
+// passed every connection it refused on to a live gateway, rather than
+// closing the client's connection. It returns those connections, as
+// "*ID → host:port".
+func passedOn(errorLog, dead string, live []*gateway) ([]string, error) {
 	log, err := os.ReadFile(errorLog)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Logf("nginx met the dead gateway %d times (connect() failed), passed those connections on; test time %v",
-		strings.Count(string(log), "connect() failed"), time.Since(start).Round(time.Millisecond))
+	connectedTo := map[string]string{}
+	for _, m := range nginxConnected.FindAllStringSubmatch(string(log), -1) {
+		connectedTo[m[1]] = m[2]
+	}
+	var passed []string
+	for _, m := range nginxConnectFailed.FindAllStringSubmatch(string(log), -1) {
+		if m[2] != dead {
+			return passed, fmt.Errorf("nginx failed to connect to %s, a live gateway: %s", m[2], m[0])
+		}
+		to := connectedTo[m[1]]
+		if !slices.ContainsFunc(live, func(g *gateway) bool { return g.addr == to }) {
+			return passed, fmt.Errorf("nginx's connection *%s, refused by the dead gateway, was not passed on to a live one (connected to %q); nginx's log:\n%s", m[1], to, tail(string(log)))
+		}
+		passed = append(passed, "*"+m[1]+" → "+to)
+	}
+	if len(passed) == 0 {
+		return nil, fmt.Errorf("nginx never tried the dead gateway %s after the kill: least_conn offers the gateway with the fewest connections first; nginx's log:\n%s", dead, tail(string(log)))
+	}
+	return passed, nil
 }
 
 // waitNewConnection waits until the gateways hold one connection more than
