@@ -40,13 +40,14 @@ const (
 // guide's stream configuration, in front of them. Twelve paho clients
 // (persistent sessions, QoS 1) connect one after the other through nginx's
 // one URL: each gateway holds as many as the others, give or take one (its
-// metrics count them), and every
-// subscriber gets every publisher's messages, from the other gateways too.
-// Then one gateway is killed with SIGKILL while messages flow: exactly its
-// clients lose their connection and are back, through the same URL, on the
-// two others within gatewayReconnectBound; new clients get in at the first
-// attempt; and once publishing stops, every acknowledged message reached
-// every subscriber. It logs published, delivered, lost and duplicated.
+// metrics count them), and every subscriber gets every publisher's
+// messages, from the other gateways too. Then one gateway is killed with
+// SIGKILL while messages flow: exactly its clients lose their connection
+// and are back, through the same URL, on the two others within
+// gatewayReconnectBound; nginx passes each connection the dead gateway
+// refuses on to a live one, so new clients get in at the first attempt; and
+// once publishing stops, every acknowledged message reached every
+// subscriber. It logs published, delivered, lost and duplicated.
 func TestGatewaysShareClientsBehindATCPLoadBalancer(t *testing.T) {
 	needFile(t, nginxPath, "nginx")
 	needFile(t, nginxStreamModule, "libnginx-mod-stream")
