@@ -88,6 +88,18 @@ func inflate(t *testing.T, p []byte) []byte {
 	return out
 }
 
+// inflateWithWindow decompresses a message's payload as a receiver with
+// context takeover does: window holds the end of what it inflated before.
+func inflateWithWindow(t *testing.T, p, window []byte) []byte {
+	t.Helper()
+	r := flate.NewReaderDict(io.MultiReader(bytes.NewReader(p), bytes.NewReader([]byte{0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff})), window)
+	out, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("inflate %d bytes with a window of %d: %v", len(p), len(window), err)
+	}
+	return out
+}
+
 // compressedFrames splits a compressed message into frames at the given
 // payload offsets: RSV1 on the first, continuations after.
 func compressedFrames(z []byte, cuts ...int) []frame {
@@ -110,6 +122,7 @@ type serverMessage struct {
 	compressed bool
 	frames     []ws.Header
 	data       []byte // inflated
+	wire       []byte // the payload as it came
 }
 
 // readMessage reads the next data message, skipping pongs, and checks the
@@ -151,7 +164,15 @@ func (c *client) readMessage() serverMessage {
 		}
 	}
 	m.data = payload
-	if m.compressed {
+	m.wire = payload
+	switch {
+	case m.compressed && c.window != nil:
+		m.data = inflateWithWindow(c.t, payload, *c.window)
+		*c.window = append(*c.window, m.data...)
+		if over := len(*c.window) - 32<<10; over > 0 {
+			*c.window = (*c.window)[over:]
+		}
+	case m.compressed:
 		m.data = inflate(c.t, payload)
 	}
 	return m
@@ -693,7 +714,7 @@ func TestCompressedWrites(t *testing.T) {
 		},
 		{
 			name:           "AtTheThresholdIsCompressed",
-			writes:         [][]byte{json10k[:128]},
+			writes:         [][]byte{bytes.Repeat([]byte(`{"seq":1}`), 15)[:128]},
 			wantCompressed: []bool{true},
 		},
 		{

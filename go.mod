@@ -7,3 +7,5 @@ require (
 	github.com/gobwas/ws v1.5.0
 	github.com/pires/go-proxyproto v0.15.0
 )
+
+require github.com/klauspost/compress v1.20.4

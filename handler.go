@@ -200,8 +200,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var deflate *deflateConfig
 	var extensions string // the Sec-WebSocket-Extensions answer
 	if h.Compression != nil {
-		if extensions = negotiateDeflate(r.Header); extensions != "" {
-			cfg := h.Compression.config(h.WriteFrameSize)
+		cfg := h.Compression.config(h.WriteFrameSize)
+		var takeover bool
+		if extensions, takeover = negotiateDeflate(r.Header, cfg.history > 0); extensions != "" {
+			if !takeover {
+				cfg.history = 0
+			}
 			deflate = &cfg
 		}
 	}
@@ -326,7 +330,9 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) (string, context
 	case h.Backend == nil:
 		return "", nil, refuseAs("no_backend", http.StatusInternalServerError, "no Backend configured")
 	case h.Compression != nil && !validCompressionLevel(h.Compression.Level):
-		return "", nil, refuseAs("bad_compression_level", http.StatusInternalServerError, "Handler.Compression.Level %d is not a compress/flate level: want 1 (BestSpeed) to 9 (BestCompression), -1 (DefaultCompression), -2 (HuffmanOnly), or 0 for DefaultCompressionLevel", h.Compression.Level)
+		return "", nil, refuseAs("bad_compression_level", http.StatusInternalServerError, "Handler.Compression.Level %d is not a compression level: want 1 (BestSpeed) to 9 (BestCompression), -1 (DefaultCompression), -2 (HuffmanOnly), or 0 for DefaultCompressionLevel", h.Compression.Level)
+	case h.Compression != nil && h.Compression.History > MaxCompressionHistory:
+		return "", nil, refuseAs("bad_compression_history", http.StatusInternalServerError, "Handler.Compression.History %d is over deflate's window: want 0 to %d (MaxCompressionHistory)", h.Compression.History, MaxCompressionHistory)
 	case r.ProtoMajor != 2 && !canHijack(w):
 		return "", nil, refuseAs("cannot_hijack", http.StatusInternalServerError, "the http.ResponseWriter cannot hijack the connection (a middleware that hides Hijack and Unwrap?)")
 	}

@@ -89,6 +89,9 @@ type client struct {
 	t    *testing.T
 	conn net.Conn
 	r    io.Reader
+	// window, when set, makes readMessage inflate with context takeover:
+	// it holds the end of the messages inflated so far.
+	window *[]byte
 }
 
 func dial(t *testing.T, url string, protocols ...string) *client {

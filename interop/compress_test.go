@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -43,12 +44,16 @@ func compressibleText(size int, seed uint32) []byte {
 
 // deflateTarget serves mqttws with compression on, in front of mochi in
 // process, over HTTP/1.1 on 127.0.0.1. It returns the handler, the ws://
-// URL of its MQTT endpoint and its origin.
+// URL of its MQTT endpoint and its origin. The handler keeps a history
+// (context takeover on the server's side, which clients that do not refuse
+// it must follow across messages) and compresses every Write that shrinks,
+// so that MQTT packets of every size go out compressed, each one able to
+// refer to the ones before.
 func deflateTarget(t *testing.T) (*mqttws.Handler, string, string) {
 	t.Helper()
 	h := &mqttws.Handler{
 		Backend:     inProcessMochi(t),
-		Compression: &mqttws.CompressionOptions{},
+		Compression: &mqttws.CompressionOptions{History: 1024, Threshold: -1},
 		Logger:      slog.New(slog.DiscardHandler),
 	}
 	mux := http.NewServeMux()
@@ -89,8 +94,9 @@ type deflateNodeCase struct {
 	QoS       int    `json:"qos"`
 	Size      int    `json:"size"`
 	Seed      uint32 `json:"seed"`
-	Kind      string `json:"kind"`    // random or text
-	Deflate   string `json:"deflate"` // off, default or always
+	Kind      string `json:"kind"`            // random or text
+	Deflate   string `json:"deflate"`         // off, default or always
+	Count     int    `json:"count,omitempty"` // messages, seeds Seed, Seed+1, …; 0: one
 	TimeoutMs int    `json:"timeoutMs"`
 }
 
@@ -110,6 +116,9 @@ func TestMQTTjsInNodeWithCompression(t *testing.T) {
 	var cases []deflateNodeCase
 	add := func(c deflateNodeCase) {
 		c.Name = fmt.Sprintf("%s/v%d/qos%d/%s/%s", c.Deflate, c.Version, c.QoS, c.Kind, sizeName(c.Size))
+		if c.Count > 1 {
+			c.Name += fmt.Sprintf("/x%d", c.Count)
+		}
 		c.Seed = seedOf(c.Name)
 		c.TimeoutMs = int(nodeCaseTimeout / time.Millisecond)
 		cases = append(cases, c)
@@ -129,12 +138,20 @@ func TestMQTTjsInNodeWithCompression(t *testing.T) {
 			add(deflateNodeCase{Version: 4, QoS: 1, Size: n, Kind: kind, Deflate: "off"})
 		}
 	}
+	// Series of messages on one connection, which the server compresses
+	// with its history: ws must inflate each with the ones before.
+	for _, v := range []int{4, 5} {
+		for _, n := range []int{200, 3000} {
+			add(deflateNodeCase{Version: v, QoS: 1, Size: n, Kind: "text", Deflate: "default", Count: 40})
+		}
+	}
 	var out struct {
 		Results []struct {
-			Name       string   `json:"name"`
-			Error      string   `json:"error"`
-			Extensions []string `json:"extensions"`
-			Message    *message `json:"message"`
+			Name       string    `json:"name"`
+			Error      string    `json:"error"`
+			Extensions []string  `json:"extensions"`
+			Message    *message  `json:"message"`
+			Messages   []message `json:"messages"`
 		} `json:"results"`
 	}
 	plan := map[string]any{"url": u, "concurrency": 8, "cases": cases}
@@ -163,6 +180,15 @@ func TestMQTTjsInNodeWithCompression(t *testing.T) {
 				t.Errorf("negotiated extensions %q, want %q for both clients", r.Extensions, want)
 			}
 			w := wantMessage{topic: "interop/deflate/" + c.Name, qos: c.QoS, size: c.Size, seed: c.Seed}
+			if c.Count > 1 {
+				if len(r.Messages) != c.Count {
+					t.Fatalf("%d messages, want %d", len(r.Messages), c.Count)
+				}
+				for k := range r.Messages {
+					w.checkBytes(t, fmt.Sprintf("subscriber, message %d", k), &r.Messages[k], compressibleText(c.Size, c.Seed+uint32(k)))
+				}
+				return
+			}
 			if c.Kind == "text" {
 				w.checkBytes(t, "subscriber", r.Message, compressibleText(c.Size, c.Seed))
 			} else {
@@ -219,7 +245,7 @@ func TestChromiumWithCompression(t *testing.T) {
 		TimeoutMs:      int(browserStepTimeout / time.Millisecond),
 		Origin:         origin,
 		URL:            u,
-		Text:           textPlan{Topic: "interop/deflate/browser/text", QoS: 1, Seed: seedOf("browser text"), Sizes: deflateSizes},
+		Text:           textPlan{Topic: "interop/deflate/browser/text", QoS: 1, Seed: seedOf("browser text"), Sizes: browserTextSizes()},
 	}
 	for _, c := range browserClients {
 		cp := browserClientPlan{Name: c.name, Lib: c.lib, Version: c.version, QoS: browserQoS, Topic: "interop/deflate/browser/" + c.name}
@@ -254,8 +280,8 @@ func TestChromiumWithCompression(t *testing.T) {
 			t.Error("the page opened no WebSocket")
 		}
 		for _, e := range got {
-			if !strings.Contains(e, "permessage-deflate") || !strings.Contains(e, "server_no_context_takeover") || !strings.Contains(e, "client_no_context_takeover") {
-				t.Errorf("the browser negotiated extensions %q, want permessage-deflate without context takeover", e)
+			if !strings.Contains(e, "permessage-deflate") || strings.Contains(e, "server_no_context_takeover") || !strings.Contains(e, "client_no_context_takeover") {
+				t.Errorf("the browser negotiated extensions %q, want permessage-deflate with the server's context kept and the client's not", e)
 			}
 		}
 		t.Logf("Sec-WebSocket-Extensions as Chromium reports it: %q", got)
@@ -295,6 +321,19 @@ func TestChromiumWithCompression(t *testing.T) {
 		}
 	})
 	checkCompressedTraffic(t, h, true)
+}
+
+// browserTextSizes are the sizes of the text messages the browser sends and
+// receives back on one connection: deflateSizes, then 300 to 339 bytes,
+// which share their beginnings (the same seed), so that the server's
+// compressor refers to the messages before in its history, and the browser
+// must inflate each with them.
+func browserTextSizes() []int {
+	sizes := slices.Clone(deflateSizes)
+	for n := 300; n < 340; n++ {
+		sizes = append(sizes, n)
+	}
+	return sizes
 }
 
 // TestPahoMQTTGolangOverGorillaWithCompression runs paho.mqtt.golang over
@@ -346,6 +385,7 @@ func TestPahoMQTTGolangOverGorillaWithCompression(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	for _, a := range answers {
+		// gorilla offers server_no_context_takeover: the history is not used.
 		if a != "permessage-deflate;server_no_context_takeover;client_no_context_takeover" {
 			t.Errorf("gorilla got Sec-WebSocket-Extensions %q", a)
 		}

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Checks that a user's module importing github.com/mqttws/mqttws and
-# github.com/mqttws/mqttws/backend gets only gobwas, go-proxyproto and
-# golang.org/x modules: brokers, peers and rivals stay in modules of their
-# own. Prints the consumer's module list.
+# github.com/mqttws/mqttws/backend gets only gobwas, klauspost/compress,
+# go-proxyproto and golang.org/x modules: brokers, peers and rivals stay in
+# modules of their own. Prints the consumer's module list.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -36,7 +36,7 @@ export GOWORK=off
 go mod tidy
 go build ./...
 go list -m all
-extra=$(go list -m all | grep -v -e '^example.com/consumer$' -e '^github.com/mqttws/mqttws ' -e '^github.com/gobwas/' -e '^github.com/pires/go-proxyproto ' -e '^golang.org/x/' || true)
+extra=$(go list -m all | grep -v -e '^example.com/consumer$' -e '^github.com/mqttws/mqttws ' -e '^github.com/gobwas/' -e '^github.com/klauspost/compress ' -e '^github.com/pires/go-proxyproto ' -e '^golang.org/x/' || true)
 if [ -n "$extra" ]; then
 	echo "modules a user of mqttws would download besides those allowed:"; echo "$extra"; exit 1
 fi

@@ -53,13 +53,13 @@ go vet "$all"
 step "staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 "$all"
 
-step "the root package imports gobwas/ws and the standard library only"
-deps=$(go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' . | grep -v -e '^github.com/mqttws/mqttws$' -e '^github.com/gobwas/' || true)
+step "the root package imports gobwas/ws, klauspost/compress and the standard library only"
+deps=$(go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' . | grep -v -e '^github.com/mqttws/mqttws$' -e '^github.com/gobwas/' -e '^github.com/klauspost/compress/' || true)
 if [ -n "$deps" ]; then
 	echo "unexpected dependencies of package mqttws:"; echo "$deps"; exit 1
 fi
 
-step "a module importing mqttws and mqttws/backend gets gobwas, go-proxyproto and golang.org/x only"
+step "a module importing mqttws and mqttws/backend gets gobwas, klauspost/compress, go-proxyproto and golang.org/x only"
 ./scripts/lean-module.sh
 
 # interop/'s cluster test runs NATS Server v2.15.2 (Debian's 2.9.10 loses

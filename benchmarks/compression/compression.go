@@ -34,22 +34,42 @@ import (
 	"github.com/mqttws/mqttws"
 )
 
-// Payload is a message body measured.
+// Payload is a kind of message body measured.
 type Payload struct {
 	Name string
-	Data []byte
+	Data []byte // Series[0]
+	// Series holds distinct messages of the kind, sent in turn: a
+	// compressor with a history (CompressionOptions.History) must not
+	// meet the same message again and again, which no sensor sends.
+	Series [][]byte
 }
+
+// seriesLength is the number of distinct messages of a Payload.
+const seriesLength = 64
 
 // Payloads returns the payloads measured: JSON telemetry of about 300 B and
 // 10 KiB (what web apps publish), and random bytes of 1 KiB and 64 KiB
 // (media, ciphertext: what does not compress).
 func Payloads() []Payload {
-	return []Payload{
-		{"json-300B", Telemetry(300, 1)},
-		{"json-10KiB", Telemetry(10<<10, 2)},
-		{"random-1KiB", Random(1<<10, 3)},
-		{"random-64KiB", Random(64<<10, 4)},
+	kinds := []struct {
+		name string
+		make func(seed uint64) []byte
+	}{
+		{"json-300B", func(seed uint64) []byte { return Telemetry(300, seed) }},
+		{"json-10KiB", func(seed uint64) []byte { return Telemetry(10<<10, seed) }},
+		{"random-1KiB", func(seed uint64) []byte { return Random(1<<10, seed) }},
+		{"random-64KiB", func(seed uint64) []byte { return Random(64<<10, seed) }},
 	}
+	var ps []Payload
+	for k, kind := range kinds {
+		p := Payload{Name: kind.name}
+		for i := range seriesLength {
+			p.Series = append(p.Series, kind.make(uint64(k*1000+i+1)))
+		}
+		p.Data = p.Series[0]
+		ps = append(ps, p)
+	}
+	return ps
 }
 
 // Telemetry returns n bytes of JSON lines as a sensor publishes them.
@@ -83,8 +103,18 @@ type Server struct {
 	srv     *http.Server
 }
 
-// StartServer serves a Handler with compression on or off.
+// StartServer serves a Handler with compression on (the default options) or
+// off.
 func StartServer(compress bool) (*Server, error) {
+	if compress {
+		return StartServerWith(&mqttws.CompressionOptions{})
+	}
+	return StartServerWith(nil)
+}
+
+// StartServerWith serves a Handler with the given compression options (nil:
+// off).
+func StartServerWith(opts *mqttws.CompressionOptions) (*Server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -101,9 +131,7 @@ func StartServer(compress bool) (*Server, error) {
 		CloseTimeout:     100 * time.Millisecond,
 		Logger:           slog.New(slog.DiscardHandler),
 	}
-	if compress {
-		s.Handler.Compression = &mqttws.CompressionOptions{}
-	}
+	s.Handler.Compression = opts
 	s.srv = &http.Server{Handler: s.Handler}
 	go func() { _ = s.srv.Serve(ln) }()
 	return s, nil
@@ -189,12 +217,23 @@ func (c *countingConn) Read(p []byte) (int, error) {
 // MeasureWrites has the server Write p msgs times to a client that reads
 // and drops the frames, and measures the server side.
 func MeasureWrites(compress bool, p []byte, msgs int) (Result, error) {
-	srv, err := StartServer(compress)
+	var opts *mqttws.CompressionOptions
+	if compress {
+		opts = &mqttws.CompressionOptions{}
+	}
+	return MeasureWriteSeries(opts, [][]byte{p}, msgs)
+}
+
+// MeasureWriteSeries has the server Write msgs messages, the series in
+// turn, with the given compression options (nil: off) to a client that
+// reads and drops the frames, and measures the server side.
+func MeasureWriteSeries(opts *mqttws.CompressionOptions, series [][]byte, msgs int) (Result, error) {
+	srv, err := StartServerWith(opts)
 	if err != nil {
 		return Result{}, err
 	}
 	defer srv.Close()
-	c, stream, err := srv.Dial(compress)
+	c, stream, err := srv.Dial(opts != nil)
 	if err != nil {
 		return Result{}, err
 	}
@@ -208,8 +247,8 @@ func MeasureWrites(compress bool, p []byte, msgs int) (Result, error) {
 	runtime.GC()
 	cpu0 := cpuTime()
 	start := time.Now()
-	for range msgs {
-		if _, err := stream.Write(p); err != nil {
+	for i := range msgs {
+		if _, err := stream.Write(series[i%len(series)]); err != nil {
 			return Result{}, err
 		}
 	}
@@ -224,6 +263,12 @@ func MeasureWrites(compress bool, p []byte, msgs int) (Result, error) {
 // set (as ws in Node or a browser would: compress/flate at level 1, no
 // context takeover), and the server Read it all.
 func MeasureReads(compress bool, p []byte, msgs int) (Result, error) {
+	return MeasureReadSeries(compress, [][]byte{p}, msgs)
+}
+
+// MeasureReadSeries is MeasureReads with the messages of the series in
+// turn.
+func MeasureReadSeries(compress bool, series [][]byte, msgs int) (Result, error) {
 	srv, err := StartServer(compress)
 	if err != nil {
 		return Result{}, err
@@ -234,21 +279,38 @@ func MeasureReads(compress bool, p []byte, msgs int) (Result, error) {
 		return Result{}, err
 	}
 	defer c.Close()
-	frame := clientFrame(p, compress)
 	// Frames are batched so that the client writes in large chunks: the
-	// server's reading is what is measured.
-	batch := bytes.Repeat(frame, max(1, (64<<10)/len(frame)))
-	perBatch := len(batch) / len(frame)
+	// server's reading is what is measured. A batch holds the series at
+	// least once.
+	var frames [][]byte
+	var batch []byte
+	for i := 0; i < len(series) || len(batch) < 64<<10; i++ {
+		f := clientFrame(series[i%len(series)], compress)
+		frames = append(frames, f)
+		batch = append(batch, f...)
+	}
+	var want, wire int64
+	for i := range msgs {
+		want += int64(len(series[i%len(frames)%len(series)]))
+		wire += int64(len(frames[i%len(frames)]))
+	}
 	go func() {
-		for sent := 0; sent < msgs; sent += perBatch {
-			n := min(perBatch, msgs-sent)
-			if _, err := c.Write(batch[:n*len(frame)]); err != nil {
+		for sent := 0; sent < msgs; {
+			// Whole batches, then the frames left.
+			n, end := len(frames), len(batch)
+			if left := msgs - sent; left < n {
+				n, end = left, 0
+				for _, f := range frames[:left] {
+					end += len(f)
+				}
+			}
+			if _, err := c.Write(batch[:end]); err != nil {
 				return
 			}
+			sent += n
 		}
 	}()
 	buf := make([]byte, 64<<10)
-	want := int64(len(p)) * int64(msgs)
 	runtime.GC()
 	cpu0 := cpuTime()
 	start := time.Now()
@@ -262,7 +324,7 @@ func MeasureReads(compress bool, p []byte, msgs int) (Result, error) {
 	}
 	elapsed := time.Since(start)
 	cpu := cpuTime() - cpu0
-	return Result{Msgs: msgs, Elapsed: elapsed, CPU: cpu, WireBytes: int64(len(frame)) * int64(msgs), Compressed: srv.Handler.Stats().CompressedMessagesIn}, nil
+	return Result{Msgs: msgs, Elapsed: elapsed, CPU: cpu, WireBytes: wire, Compressed: srv.Handler.Stats().CompressedMessagesIn}, nil
 }
 
 // clientFrame encodes p as one masked client frame, compressed or not.

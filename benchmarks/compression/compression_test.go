@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"text/tabwriter"
+
+	"github.com/mqttws/mqttws"
 )
 
 var (
@@ -46,10 +48,21 @@ func TestReport(t *testing.T) {
 	tw := tabwriter.NewWriter(&out, 2, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "payload\tdir\twire B/msg off\ton\tratio\tCPU µs/msg off\ton\tmsgs/s off\ton\ton/off\tcompressed msgs\t")
 	for _, p := range Payloads() {
-		for _, dir := range []string{"write", "read"} {
-			measure := MeasureWrites
+		for _, dir := range []string{"write", "write+history", "read"} {
+			// Off is compression off; on, the default options, or a
+			// history of 1 KiB for write+history.
+			measure := func(on bool, series [][]byte, msgs int) (Result, error) {
+				var opts *mqttws.CompressionOptions
+				switch {
+				case on && dir == "write+history":
+					opts = &mqttws.CompressionOptions{History: 1 << 10}
+				case on:
+					opts = &mqttws.CompressionOptions{}
+				}
+				return MeasureWriteSeries(opts, series, msgs)
+			}
 			if dir == "read" {
-				measure = MeasureReads
+				measure = MeasureReadSeries
 			}
 			msgs := messagesFor(p.Data, quick)
 			var offs, ons []Result
@@ -59,7 +72,7 @@ func TestReport(t *testing.T) {
 					order = []bool{true, false}
 				}
 				for _, on := range order {
-					res, err := measure(on, p.Data, msgs)
+					res, err := measure(on, p.Series, msgs)
 					if err != nil {
 						t.Fatalf("%s %s compress=%v: %v", p.Name, dir, on, err)
 					}

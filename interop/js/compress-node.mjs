@@ -4,13 +4,16 @@
 //   {"url": "ws://127.0.0.1:PORT/mqtt", "concurrency": 8, "cases": [
 //     {"name": "...", "version": 3 | 4 | 5, "qos": 0 | 1 | 2, "size": N,
 //      "seed": N, "kind": "random" | "text", "deflate": "off" | "default" | "always",
-//      "timeoutMs": N}]}
+//      "count": N, "timeoutMs": N}]}
 //
 // "default" is ws's own default (it offers permessage-deflate and
 // compresses messages of 1 KiB and more), "always" compresses every
 // message, "off" offers nothing. Prints {"results": [{"name", "error",
 // "extensions": [sub, pub], "message": {...}}]}: the Sec-WebSocket-Extensions
-// each client's socket negotiated, and what the subscriber received.
+// each client's socket negotiated, and what the subscriber received. A case
+// with a count above 1 publishes that many messages, with seeds seed,
+// seed+1, …, on one pair of connections, and reports them all in
+// "messages" (the server may then refer to the ones before in each).
 import { createHash } from 'node:crypto';
 import mqtt from 'mqtt';
 import WebSocket from 'ws';
@@ -72,14 +75,22 @@ async function transfer(c, connect) {
   const sub = await connect('sub');
   const pub = await connect('pub');
   await sub.client.subscribeAsync(topic, { qos: c.qos });
+  const count = c.count || 1;
+  const messages = [];
   const got = new Promise((resolve) => {
     sub.client.on('message', (t, p, packet) => {
-      if (t === topic) resolve({ topic: t, qos: packet.qos, retain: packet.retain, len: p.length, sha256: sha256(p) });
+      if (t !== topic) return;
+      messages.push({ topic: t, qos: packet.qos, retain: packet.retain, len: p.length, sha256: sha256(p) });
+      if (messages.length === count) resolve();
     });
   });
-  const bytes = c.kind === 'text' ? text(c.size, c.seed) : payload(c.size, c.seed);
-  await pub.client.publishAsync(topic, Buffer.from(bytes), { qos: c.qos });
-  return { extensions: [sub.socket.extensions, pub.socket.extensions], message: await got };
+  for (let i = 0; i < count; i++) {
+    const seed = (c.seed + i) >>> 0;
+    const bytes = c.kind === 'text' ? text(c.size, seed) : payload(c.size, seed);
+    await pub.client.publishAsync(topic, Buffer.from(bytes), { qos: c.qos });
+  }
+  await got;
+  return { extensions: [sub.socket.extensions, pub.socket.extensions], message: messages[0], messages };
 }
 
 function sha256(b) {

@@ -1,0 +1,270 @@
+package mqttws
+
+import (
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/gobwas/ws"
+	"github.com/klauspost/compress/flate"
+)
+
+// Reading: an inflater inflates each compressed message as it is read,
+// from a messageSource that hands the decompressor the message's payload,
+// frame after frame, unmasked, and answers the control frames in between.
+
+// inflateTail ends every message given to the decompressor: RFC 7692's
+// 00 00 ff ff (an empty stored block, which senders strip), then an empty
+// final stored block, so that the decompressor ends the message with io.EOF
+// instead of waiting for more.
+var inflateTail = [...]byte{0x00, 0x00, 0xff, 0xff, 0x01, 0x00, 0x00, 0xff, 0xff}
+
+// errCloseInMessage reports a close frame between the frames of a
+// compressed message; its body is in messageSource.closeBody.
+var errCloseInMessage = fmt.Errorf("mqttws: close frame inside a compressed message")
+
+// errInflateDeadline is what Read returns after a read deadline expired
+// inside a compressed message. It is not a timeout itself, so that a caller
+// that retries on timeouts does not spin.
+var errInflateDeadline = fmt.Errorf("mqttws: the read deadline expired inside a compressed message, which cannot be resumed: the stream cannot be read any further")
+
+// flateReader is what flate.NewReader returns.
+type flateReader interface {
+	Read(p []byte) (int, error)
+	Close() error
+	flate.Resetter
+}
+
+// inflaters holds the decompressors of no message.
+var inflaters sync.Pool
+
+// inflater inflates the current compressed message of a stream.
+type inflater struct {
+	src      messageSource
+	f        flateReader // nil between messages
+	limit    int64       // inflated bytes per message; 0: no limit
+	produced int64       // inflated bytes of the current message so far
+	pending  error       // met after bytes that Read returned: for the next Read
+	probe    [1]byte
+}
+
+// read returns inflated bytes of the current message. Once the message is
+// over it gives back its decompressor and clears fr.compressed; it may
+// then return no bytes and no error.
+func (in *inflater) read(p []byte) (int, error) {
+	if err := in.pending; err != nil {
+		in.pending = nil
+		return 0, err
+	}
+	if in.f == nil {
+		in.begin()
+	}
+	n := 0
+	for {
+		m, err := in.inflate(p[n:])
+		n += m
+		if err != nil {
+			if n > 0 {
+				in.pending = err
+				return n, nil
+			}
+			return 0, err
+		}
+		// Go on while the rest of the message is buffered: then inflating
+		// more cannot wait for the network.
+		if in.f == nil || n == len(p) || !in.src.buffered() {
+			return n, nil
+		}
+	}
+}
+
+// begin starts a compressed message whose first frame header was just read.
+func (in *inflater) begin() {
+	in.src.tail = 0
+	in.src.payload = false
+	in.src.err = nil
+	in.produced = 0
+	if f, ok := inflaters.Get().(flateReader); ok {
+		_ = f.Reset(&in.src, nil)
+		in.f = f
+	} else {
+		in.f = flate.NewReader(&in.src).(flateReader)
+	}
+	d := in.src.s.deflate
+	d.messagesIn.Add(1)
+	d.wireIn.Add(in.src.s.fr.remaining)
+}
+
+// inflate reads once from the decompressor, within the size limit.
+func (in *inflater) inflate(p []byte) (int, error) {
+	buf := p
+	over := false
+	if in.limit > 0 {
+		if left := in.limit - in.produced; left <= 0 {
+			buf, over = in.probe[:], true // one more byte tells
+		} else if int64(len(buf)) > left {
+			buf = buf[:left]
+		}
+	}
+	n, err := in.f.Read(buf)
+	if over && n > 0 {
+		return 0, &CloseError{
+			Code:   CloseMessageTooBig,
+			Reason: fmt.Sprintf("compressed message inflates past the limit of %d bytes", in.limit),
+		}
+	}
+	in.produced += int64(n)
+	switch {
+	case err == nil:
+		return n, nil
+	case err == io.EOF:
+		return n, in.end()
+	default:
+		return n, in.failure(err)
+	}
+}
+
+// end finishes a message that the decompressor saw to its end: whatever
+// follows a final deflate block is skipped (a sender may end with one), and
+// the decompressor goes back to its pool.
+func (in *inflater) end() error {
+	if err := in.src.skipRest(); err != nil {
+		return in.failure(err)
+	}
+	in.release()
+	in.src.s.fr.compressed = false
+	return nil
+}
+
+// failure tells the error of the source (the connection, a protocol
+// violation in a frame header, a close frame) from bad compressed data,
+// which the decompressor reports in its own words.
+func (in *inflater) failure(err error) error {
+	switch src := in.src.err; {
+	case src == io.EOF:
+		return io.ErrUnexpectedEOF // the connection ended inside the message
+	case src != nil:
+		return src
+	}
+	return &CloseError{Code: CloseInvalidPayload, Reason: "invalid compressed data: " + err.Error(), Err: err}
+}
+
+// release gives the decompressor back, keeping no reference to the stream.
+func (in *inflater) release() {
+	if in.f == nil {
+		return
+	}
+	_ = in.f.Reset(noInput{}, nil)
+	inflaters.Put(in.f)
+	in.f = nil
+}
+
+// noInput is the source of a pooled decompressor.
+type noInput struct{}
+
+func (noInput) Read([]byte) (int, error) { return 0, io.EOF }
+func (noInput) ReadByte() (byte, error)  { return 0, io.EOF }
+
+// messageSource is the compressed payload of the current message, as
+// the decompressor reads it (a flate.Reader, so that it adds no buffer of its
+// own), followed by inflateTail.
+type messageSource struct {
+	s         *Stream
+	payload   bool   // a payload byte was read
+	tail      int    // bytes of inflateTail returned
+	err       error  // the first error met; the decompressor rewords it
+	closeBody []byte // the body of a close frame met inside the message
+	one       [1]byte
+}
+
+func (m *messageSource) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	fr := &m.s.fr
+	for m.err == nil {
+		switch {
+		case fr.remaining > 0:
+			n, err := fr.readPayload(p)
+			if n > 0 {
+				m.payload = true
+				return n, nil // an error comes back on the next read
+			}
+			m.err = err
+		case fr.fragmented:
+			m.err = m.nextFrame()
+		case m.tail == 0 && !m.payload:
+			// An empty payload is not deflate data, but zlib takes it
+			// for an empty message, and so do browsers: so does this.
+			m.tail = len(syncMarker)
+		case m.tail < len(inflateTail):
+			n := copy(p, inflateTail[m.tail:])
+			m.tail += n
+			return n, nil
+		default:
+			return 0, io.EOF
+		}
+	}
+	return 0, m.err
+}
+
+// ReadByte is Read for one byte, with a fast path for a buffered one:
+// the decompressor reads Huffman codes a byte at a time.
+func (m *messageSource) ReadByte() (byte, error) {
+	fr := &m.s.fr
+	if b := &fr.buf; fr.remaining > 0 && b.r < b.w {
+		c := b.buf[b.r] ^ fr.mask[fr.offset&3]
+		b.discard(1)
+		fr.offset++
+		fr.remaining--
+		m.payload = true
+		return c, nil
+	}
+	if _, err := m.Read(m.one[:]); err != nil {
+		return 0, err
+	}
+	return m.one[0], nil
+}
+
+// buffered reports whether the rest of the message is buffered, so that
+// reading it cannot wait for the network.
+func (m *messageSource) buffered() bool {
+	fr := &m.s.fr
+	return m.tail > 0 || (!fr.fragmented && fr.remaining <= int64(fr.buf.buffered()))
+}
+
+// nextFrame reads the header of the message's next frame, answering the
+// control frames in between.
+func (m *messageSource) nextFrame() error {
+	h, payload, err := m.s.nextFrame()
+	if err != nil {
+		return err
+	}
+	switch h.OpCode {
+	case ws.OpPing:
+		m.s.writeControl(ws.OpPong, payload)
+	case ws.OpClose:
+		m.closeBody = payload
+		return errCloseInMessage
+	case ws.OpContinuation:
+		m.s.deflate.wireIn.Add(h.Length)
+	}
+	return nil
+}
+
+// skipRest consumes the rest of the message's payload without inflating
+// it.
+func (m *messageSource) skipRest() error {
+	fr := &m.s.fr
+	for m.err == nil && m.tail == 0 {
+		switch {
+		case fr.remaining > 0:
+			m.err = fr.skipPayload()
+		case fr.fragmented:
+			m.err = m.nextFrame()
+		default:
+			return nil
+		}
+	}
+	return m.err
+}
