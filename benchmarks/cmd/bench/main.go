@@ -57,6 +57,7 @@ func run(args []string) error {
 	profile := fs.String("profile", "", "directory for profiles of the in-process servers: CPU during the last end-to-end round, heap and goroutines with the most idle connections (none when empty)")
 	targetList := fs.String("targets", "", "end-to-end and memory targets to run, comma-separated (all when empty): "+strings.Join(targets.All, ", "))
 	rounds := fs.Int("rounds", 0, "repetitions of every measurement, overriding the mode's (0: the mode's)")
+	baseline := fs.String("baseline", "", "results.csv of an earlier run (e.g. of the commit before a change, written by -out): the tables then show each check's figure in it as \"before\", and latency must be no worse")
 	readme := fs.String("readme", "", "Markdown file whose section between <!-- bench:begin --> and <!-- bench:end --> gets the latest results (none when empty)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "bench: runs mqttws's benchmarks side by side with gorilla, coder, mochi's and mosquitto's listeners and raw TCP, and compares them with the goals.")
@@ -146,6 +147,14 @@ func run(args []string) error {
 	noteLoad(res)
 
 	checks := res.Checks(p.frameSizes, p.e2eSizes, p.idleCounts)
+	if *baseline != "" {
+		base, err := report.ReadCSV(*baseline)
+		if err != nil {
+			return fmt.Errorf("-baseline: %w", err)
+		}
+		report.CompareWith(checks, base, p.frameSizes, p.e2eSizes, p.idleCounts)
+		res.Baseline = *baseline
+	}
 	fmt.Printf("\nmqttws / rival, medians of paired rounds (%s mode, %s):\n\n", *mode, res.Elapsed.Round(time.Second))
 	if err := report.WriteText(os.Stdout, checks); err != nil {
 		return err

@@ -2,7 +2,6 @@ package report
 
 import (
 	"math"
-	"strings"
 	"testing"
 )
 
@@ -27,31 +26,55 @@ func TestRatioIsTheMedianOfPairedRounds(t *testing.T) {
 
 func TestChecksMarkMissedAndUnmeasuredTargets(t *testing.T) {
 	r := &Results{}
-	add := func(target string, v float64) {
-		r.Add(Sample{Suite: Frame, Case: "read/1024", Target: target, Metric: "MB/s", Round: 1, Value: v})
+	add := func(cas, target string, v float64) {
+		r.Add(Sample{Suite: Frame, Case: cas, Target: target, Metric: "MB/s", Round: 1, Value: v})
 	}
-	add(implMQTTWS, 100)
-	add(implGorilla, 100)
-	add(implCoder, 50)
-	var gorilla, coder, e2e Check
-	for _, c := range r.Checks([]int{1024}, []int{64}, nil) {
-		switch {
-		case c.Measure == "read 1 KiB: mqttws / gorilla":
-			gorilla = c
-		case c.Measure == "read 1 KiB: mqttws / coder":
-			coder = c
-		case strings.HasPrefix(c.Measure, "QoS 1 64 B msgs/s: mqttws+mochi / mochi-ws"):
-			e2e = c
+	add("write/1024", implMQTTWS, 90)
+	add("write/1024", implGorilla, 100)
+	add("read/16", implMQTTWS, 60)
+	add("read/16", implTCP, 100)
+	checks := map[string]Check{}
+	for _, c := range r.Checks([]int{16, 1024}, []int{64}, nil) {
+		checks[c.Measure] = c
+	}
+	if c := checks["write 1 KiB: mqttws / gorilla"]; c.Verdict != Missed || c.Value != 0.9 {
+		t.Errorf("gorilla check %+v, want missed at 0.90×", c)
+	}
+	if c := checks["read 16 B: mqttws / tcp"]; c.Verdict != Met || c.Value != 0.6 {
+		t.Errorf("tcp check %+v, want met at 0.60×", c)
+	}
+	if c := checks["QoS 1 64 B msgs/s: mqttws-proxy / mosquitto-tcp"]; c.Verdict != Missing {
+		t.Errorf("e2e check %+v, want n/a", c)
+	}
+}
+
+func TestCompareWithJudgesLatencyAgainstTheBaseline(t *testing.T) {
+	run := func(p99 float64) *Results {
+		r := &Results{}
+		for _, target := range []string{tMQTTWSProxy, tMQTTWSMochi} {
+			r.Add(Sample{Suite: E2E, Case: "qos1/64", Target: target, Metric: "p99_ms", Round: 1, Value: p99})
 		}
+		return r
 	}
-	if gorilla.Verdict != Missed || gorilla.Value != 1 {
-		t.Errorf("gorilla check %+v, want missed at 1.00×", gorilla)
+	dir := t.TempDir()
+	if err := run(10).WriteCSV(dir + "/base.csv"); err != nil {
+		t.Fatal(err)
 	}
-	if coder.Verdict != Met || coder.Value != 2 {
-		t.Errorf("coder check %+v, want met at 2.00×", coder)
+	base, err := ReadCSV(dir + "/base.csv")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if e2e.Verdict != Missing {
-		t.Errorf("e2e check %+v, want n/a", e2e)
+	for _, tc := range []struct {
+		p99  float64
+		want Verdict
+	}{{11.5, Met}, {13, Missed}} {
+		checks := run(tc.p99).Checks(nil, []int{64}, nil)
+		CompareWith(checks, base, nil, []int{64}, nil)
+		for _, c := range checks {
+			if c.Measure == "QoS 1 64 B p99: mqttws-proxy" && (c.Verdict != tc.want || c.Before != "10 ms") {
+				t.Errorf("p99 %v against 10: %+v, want %s", tc.p99, c, tc.want)
+			}
+		}
 	}
 }
 

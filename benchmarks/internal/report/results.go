@@ -4,7 +4,12 @@
 package report
 
 import (
+	"encoding/csv"
+	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -31,9 +36,12 @@ type Results struct {
 	Machine string
 	Source  string // the commit measured
 	Load    string // load averages seen during the run, for context
-	Started time.Time
-	Elapsed time.Duration
-	Samples []Sample
+	// Baseline says which earlier run the checks' Before come from ("":
+	// none).
+	Baseline string
+	Started  time.Time
+	Elapsed  time.Duration
+	Samples  []Sample
 }
 
 // Add records a sample.
@@ -100,4 +108,33 @@ func median(v []float64) float64 {
 		return s[n/2]
 	}
 	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// ReadCSV reads what WriteCSV wrote: every round's value of every
+// measurement, as the samples of a Results (an earlier run, to compare
+// with).
+func ReadCSV(path string) (*Results, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(rows) == 0 || strings.Join(rows[0], ",") != "suite,case,target,metric,median,rounds,values" {
+		return nil, fmt.Errorf("%s: not a results.csv of cmd/bench (its header is wrong)", path)
+	}
+	r := &Results{Source: path}
+	for i, row := range rows[1:] {
+		for round, v := range strings.Split(row[6], ";") {
+			value, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return nil, fmt.Errorf("%s line %d: %w", path, i+2, err)
+			}
+			r.Add(Sample{Suite: row[0], Case: row[1], Target: row[2], Metric: row[3], Round: round + 1, Value: value})
+		}
+	}
+	return r, nil
 }

@@ -20,7 +20,11 @@ func WriteText(w io.Writer, checks []Check) error {
 			goal = c.Goal
 			fmt.Fprintf(tw, "%s\n", goal)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.Measure, c.value(), c.Want, c.Verdict, c.Detail)
+		before := ""
+		if c.Before != "" {
+			before = "before " + c.Before
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", c.Measure, before, c.value(), c.Want, c.Verdict, c.Detail)
 	}
 	return tw.Flush()
 }
@@ -63,7 +67,10 @@ func (c Check) value() string {
 func (r *Results) Markdown(checks []Check, frameSizes, e2eSizes, idleCounts []int, e2eTargets, idleTargets []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Mode `%s`, source `%s`, started %s, took %s. Machine: %s. Load average (1 min) at the start of each suite and at the end: %s.\n\n", r.Mode, r.Source, r.Started.Format("2006-01-02 15:04 MST"), r.Elapsed.Round(1e9), r.Machine, r.Load)
-	b.WriteString("| goal | measured | value | want | met | medians |\n|---|---|---|---|---|---|\n")
+	if r.Baseline != "" {
+		fmt.Fprintf(&b, "The column \"before\" holds the same checks computed on %s.\n\n", r.Baseline)
+	}
+	b.WriteString("| goal | measured | before | value | want | met | medians |\n|---|---|---|---|---|---|---|\n")
 	goal := ""
 	for _, c := range grouped(checks) {
 		g := ""
@@ -74,7 +81,11 @@ func (r *Results) Markdown(checks []Check, frameSizes, e2eSizes, idleCounts []in
 		if c.Verdict == Met || c.Verdict == Missed {
 			verdict = "**" + verdict + "**"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", g, c.Measure, c.value(), c.Want, verdict, c.Detail)
+		before := c.Before
+		if before == "" {
+			before = "—"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", g, c.Measure, before, c.value(), c.Want, verdict, c.Detail)
 	}
 
 	b.WriteString("\nFrame I/O, MB/s (median), with allocs/op and system calls per frame (read or write) of each server:\n\n")
