@@ -12,6 +12,7 @@ need=()
 # interop/: headless Chromium, nginx in front, Node for the JavaScript clients.
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/sbin/nginx ] || need+=(nginx)
+[ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
 command -v node >/dev/null || need+=(nodejs)
 # The deployment guide's systemd unit is checked with systemd-analyze.
 command -v systemd-analyze >/dev/null || need+=(systemd)
