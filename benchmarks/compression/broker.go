@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -45,6 +46,10 @@ type BrokerStats struct {
 	WireIn  uint64        `json:"wire_in"`  // TCP payload bytes received: HTTP handshakes and frames
 	WireOut uint64        `json:"wire_out"` // TCP payload bytes sent
 	Conns   int           `json:"conns"`    // connections accepted
+	// Dropped counts the messages mochi dropped: a client's queue of
+	// pending writes full, or its QoS 1 and 2 messages in flight at
+	// mochi's limit (Info.MessagesDropped and Info.InflightDropped).
+	Dropped int64 `json:"dropped"`
 	// Compressed and the other counts are mqttws.Handler.Stats: the
 	// connections that negotiated permessage-deflate, the messages (one per
 	// Write of mochi's, which may hold several MQTT packets) that traveled
@@ -114,6 +119,7 @@ func BrokerMain() int {
 	for in.Scan() {
 		st := BrokerStats{CPU: cpuTime()}
 		st.WireIn, st.WireOut, st.Conns = tl.wire()
+		st.Dropped = atomic.LoadInt64(&s.Info.MessagesDropped) + atomic.LoadInt64(&s.Info.InflightDropped)
 		hs := h.Stats()
 		st.Compressed, st.CompressedMessagesIn, st.CompressedMessagesOut = hs.Compressed, hs.CompressedMessagesIn, hs.CompressedMessagesOut
 		st.CompressedBytesOut = hs.CompressedBytesOut

@@ -21,14 +21,25 @@ import (
 // one subscriber, all through one broker. Each copy's first IDSize bytes
 // are replaced by its publisher and sequence number in hexadecimal (text,
 // so that JSON stays text); the subscriber checks the rest byte for byte.
+//
+// Publishers also pause while Backlog messages sent are not yet delivered:
+// a QoS 1 PUBACK comes from the broker, not the subscriber, so without it
+// publishers outrun a subscriber that reads slower than they send, and
+// mochi drops what is past its per-client limits (8192 messages queued or
+// in flight: "client store quota reached"). msgs/s is then what the whole
+// chain sustains.
 type Load struct {
 	URL        string
 	Payload    []byte
 	Publishers int
 	Messages   int // per publisher
 	Window     int
+	Backlog    int           // sent and not yet delivered, at most; 0 means DefaultBacklog
 	Timeout    time.Duration // bound of the whole run
 }
+
+// DefaultBacklog is Load.Backlog's default, well under mochi's 8192.
+const DefaultBacklog = 1024
 
 // IDSize is the part of each payload that identifies the message.
 const IDSize = 16
@@ -80,6 +91,8 @@ type tally struct {
 	messages   int
 
 	mu       sync.Mutex
+	caughtUp *sync.Cond // on mu: a delivery came, or the run ended
+	sent     int        // publishes handed to the clients
 	seen     []bool
 	received int
 	dups     int
@@ -89,13 +102,37 @@ type tally struct {
 }
 
 func newTally(l Load) *tally {
-	return &tally{
+	t := &tally{
 		want:       l.Payload[IDSize:],
 		publishers: l.Publishers,
 		messages:   l.Messages,
 		seen:       make([]bool, l.Publishers*l.Messages),
 		progress:   make(chan struct{}, 1),
 	}
+	t.caughtUp = sync.NewCond(&t.mu)
+	return t
+}
+
+// admit counts one more publish, first waiting while backlog messages sent
+// are not delivered, or until ctx ends.
+func (t *tally) admit(ctx context.Context, backlog int) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for t.sent-(t.received+t.dups+t.corrupt) >= backlog {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		t.caughtUp.Wait()
+	}
+	t.sent++
+	return nil
+}
+
+// wake wakes the publishers waiting in admit.
+func (t *tally) wake() {
+	t.mu.Lock()
+	t.caughtUp.Broadcast()
+	t.mu.Unlock()
 }
 
 func (t *tally) deliver(p []byte) {
@@ -112,6 +149,7 @@ func (t *tally) deliver(p []byte) {
 		t.received++
 		t.last = now
 	}
+	t.caughtUp.Broadcast()
 	t.mu.Unlock()
 	select {
 	case t.progress <- struct{}{}:
@@ -154,6 +192,7 @@ func RunPaho(ctx context.Context, l Load, atEnd func()) (LoadResult, error) {
 	const topic = "bench/compression"
 	res := LoadResult{}
 	tl := newTally(l)
+	defer context.AfterFunc(ctx, tl.wake)()
 	var exts extensions
 	sub, err := connectPaho(l.URL, "sub", &exts)
 	if err != nil {
@@ -175,7 +214,7 @@ func RunPaho(ctx context.Context, l Load, atEnd func()) (LoadResult, error) {
 	errs := make([]error, len(pubs))
 	var wg sync.WaitGroup
 	for i, c := range pubs {
-		wg.Go(func() { sent[i], errs[i] = publishPaho(ctx, c, topic, i, l) })
+		wg.Go(func() { sent[i], errs[i] = publishPaho(ctx, c, topic, i, l, tl) })
 	}
 	wg.Wait()
 	for _, n := range sent {
@@ -197,9 +236,14 @@ func RunPaho(ctx context.Context, l Load, atEnd func()) (LoadResult, error) {
 }
 
 // publishPaho sends l.Messages messages from publisher pub, at most
-// l.Window in flight, and returns how many it handed to the client.
-func publishPaho(ctx context.Context, c paho.Client, topic string, pub int, l Load) (int, error) {
+// l.Window in flight and the backlog under l.Backlog, and returns how many
+// it handed to the client.
+func publishPaho(ctx context.Context, c paho.Client, topic string, pub int, l Load, tl *tally) (int, error) {
 	window := max(l.Window, 1)
+	backlog := l.Backlog
+	if backlog <= 0 {
+		backlog = DefaultBacklog
+	}
 	tokens := make([]paho.Token, window)
 	bufs := make([][]byte, window)
 	for i := range bufs {
@@ -213,6 +257,9 @@ func publishPaho(ctx context.Context, c paho.Client, topic string, pub int, l Lo
 			if err := waitToken(ctx, t); err != nil {
 				return sent, err
 			}
+		}
+		if err := tl.admit(ctx, backlog); err != nil {
+			return sent, err
 		}
 		stamp(bufs[slot], pub, seq)
 		tokens[slot] = c.Publish(topic, 1, false, bufs[slot])

@@ -2,6 +2,7 @@ package compression
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -42,6 +43,7 @@ type nodePlan struct {
 	Publishers int    `json:"publishers"`
 	Messages   int    `json:"messages"`
 	Window     int    `json:"window"`
+	Backlog    int    `json:"backlog"`
 	Payload    string `json:"payload"` // base64
 	IDSize     int    `json:"idSize"`
 	TimeoutMs  int64  `json:"timeoutMs"`
@@ -75,6 +77,7 @@ func RunNode(ctx context.Context, l Load, atEnd func()) (LoadResult, error) {
 		Publishers: l.Publishers,
 		Messages:   l.Messages,
 		Window:     max(l.Window, 1),
+		Backlog:    cmp.Or(max(l.Backlog, 0), DefaultBacklog),
 		Payload:    base64.StdEncoding.EncodeToString(l.Payload),
 		IDSize:     IDSize,
 		TimeoutMs:  l.Timeout.Milliseconds(),

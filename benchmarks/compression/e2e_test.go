@@ -66,10 +66,12 @@ func TestEndToEndReport(t *testing.T) {
 			l := e2eLoad(p.Data, quick)
 			for r := range n {
 				for _, on := range interleaved(r) {
+					start := time.Now()
 					res, err := MeasureEndToEnd(ctx, client, on, l)
 					if err != nil {
 						t.Fatalf("%s %s compress=%v: %v", p.Name, client, on, err)
 					}
+					t.Logf("round %d %s %s compress=%v: %d msgs in %v, run took %v", r+1, p.Name, client, on, res.Load.Received, res.Load.Elapsed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 					checkRun(t, p, client, on, l, res)
 					if on {
 						row.on = append(row.on, res)
@@ -128,6 +130,9 @@ func checkRun(t *testing.T, p Payload, client string, on bool, l Load, res E2ERe
 	lr := res.Load
 	if lr.Sent != want || lr.Received != want || lr.Corrupt != 0 || lr.Duplicates != 0 {
 		t.Errorf("%s: sent %d, received %d intact, %d corrupt, %d duplicates; want %d, %d, 0, 0", name, lr.Sent, lr.Received, lr.Corrupt, lr.Duplicates, want, want)
+	}
+	if res.Server.Dropped != 0 {
+		t.Errorf("%s: mochi dropped %d messages", name, res.Server.Dropped)
 	}
 	conns := l.Publishers + 1
 	if res.Server.Conns != conns || len(lr.Extensions) != conns {

@@ -4,10 +4,12 @@
 // interop/node_modules. Reads a plan, one line of stdin:
 //
 //   {"url": "ws://127.0.0.1:PORT/mqtt", "publishers": N, "messages": N,
-//    "window": N, "payload": "<base64>", "idSize": 16, "timeoutMs": N}
+//    "window": N, "backlog": N, "payload": "<base64>", "idSize": 16,
+//    "timeoutMs": N}
 //
 // Publishers send messages copies of payload each at QoS 1, at most window
-// in flight, the first idSize bytes of each replaced by the publisher and
+// in flight and pausing while backlog messages sent are not delivered yet
+// (see Load in e2e.go), the first idSize bytes of each replaced by the publisher and
 // sequence number in hexadecimal; one subscriber checks the rest byte for
 // byte. Prints one line {"sent", "received", "duplicates", "corrupt",
 // "elapsedMs", "extensions"} once every message arrived, deliveries stalled
@@ -51,6 +53,9 @@ async function main() {
   const seen = new Uint8Array(plan.publishers * plan.messages);
   let received = 0, duplicates = 0, corrupt = 0, last = 0;
   let onProgress = () => {};
+  let waiters = [];
+  const wake = () => { const w = waiters; waiters = []; w.forEach((f) => f()); };
+  const deadlineTimer = setTimeout(wake, plan.timeoutMs);
   const sub = await connect('sub');
   sub.on('message', (t, p) => {
     const now = performance.now();
@@ -66,6 +71,7 @@ async function main() {
       last = now;
     }
     onProgress();
+    wake();
   });
   await sub.subscribeAsync(topic, { qos: 1 });
   const pubs = [];
@@ -77,6 +83,10 @@ async function main() {
   await Promise.all(pubs.map(async (c, i) => {
     const inflight = new Set();
     for (let seq = 0; seq < plan.messages && Date.now() < deadline && !failed; seq++) {
+      while (sent - (received + duplicates + corrupt) >= plan.backlog && Date.now() < deadline) {
+        await new Promise((resolve) => waiters.push(resolve));
+      }
+      if (Date.now() >= deadline) break;
       const p = Buffer.from(payload);
       p.write(hex8(i) + hex8(seq), 0, 'latin1');
       const done = c.publishAsync(topic, p, { qos: 1 }).catch((err) => { failed = String(err && err.message || err); });
@@ -104,6 +114,7 @@ async function main() {
     check();
   });
 
+  clearTimeout(deadlineTimer);
   const result = {
     sent, received, duplicates, corrupt,
     elapsedMs: last > 0 ? last - start : 0,
