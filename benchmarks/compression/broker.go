@@ -12,8 +12,10 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,15 +39,21 @@ import (
 // memory are measured alone, without the clients'.
 const BrokerEnv = "MQTTWS_COMPRESSION_BROKER"
 
+// BrokerProfileEnv, set to a directory in the environment of the tests,
+// makes every broker write a CPU profile of its whole life there, named
+// broker-on-PID.prof or broker-off-PID.prof.
+const BrokerProfileEnv = "MQTTWS_COMPRESSION_PROFILE"
+
 // brokerPath is the HTTP path the broker serves, as in internal/targets.
 const brokerPath = "/mqtt"
 
 // BrokerStats is what the broker process reports about itself.
 type BrokerStats struct {
-	CPU     time.Duration `json:"cpu"`      // user and system time of the process
-	WireIn  uint64        `json:"wire_in"`  // TCP payload bytes received: HTTP handshakes and frames
-	WireOut uint64        `json:"wire_out"` // TCP payload bytes sent
-	Conns   int           `json:"conns"`    // connections accepted
+	CPU      time.Duration `json:"cpu"`      // user and system time of the process
+	Syscalls int64         `json:"syscalls"` // read and write system calls (/proc/self/io)
+	WireIn   uint64        `json:"wire_in"`  // TCP payload bytes received: HTTP handshakes and frames
+	WireOut  uint64        `json:"wire_out"` // TCP payload bytes sent
+	Conns    int           `json:"conns"`    // connections accepted
 	// Dropped counts the messages mochi dropped: a client's queue of
 	// pending writes full, or its QoS 1 and 2 messages in flight at
 	// mochi's limit (Info.MessagesDropped and Info.InflightDropped).
@@ -74,6 +82,21 @@ func (s BrokerStats) Wire() uint64 { return s.WireIn + s.WireOut }
 // and stops when its standard input closes.
 func BrokerMain() int {
 	compress := os.Getenv(BrokerEnv) == "on"
+	if dir := os.Getenv(BrokerProfileEnv); dir != "" {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("broker-%s-%d.prof", os.Getenv(BrokerEnv), os.Getpid())))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+		}()
+	}
 	if _, err := sysinfo.RaiseFileLimit(1 << 15); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 	}
@@ -118,6 +141,9 @@ func BrokerMain() int {
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
 		st := BrokerStats{CPU: cpuTime()}
+		if u, err := sysinfo.ProcUsage(os.Getpid()); err == nil {
+			st.Syscalls = u.Syscalls
+		}
 		st.WireIn, st.WireOut, st.Conns = tl.wire()
 		st.Dropped = atomic.LoadInt64(&s.Info.MessagesDropped) + atomic.LoadInt64(&s.Info.InflightDropped)
 		hs := h.Stats()

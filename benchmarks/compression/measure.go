@@ -36,6 +36,12 @@ func (r E2EResult) CPUPerMsg() time.Duration {
 	return r.Server.CPU / time.Duration(max(r.Load.Received, 1))
 }
 
+// SyscallsPerMsg returns the broker's read and write system calls per
+// message delivered.
+func (r E2EResult) SyscallsPerMsg() float64 {
+	return float64(r.Server.Syscalls) / float64(max(r.Load.Received, 1))
+}
+
 // MeasureEndToEnd starts a broker with compression on or off, runs l (its
 // URL set here) with client, and returns the result. The clients offer
 // permessage-deflate either way, as browsers and Node do: "off" is the
@@ -78,6 +84,7 @@ func MeasureEndToEnd(ctx context.Context, client string, compress bool, l Load) 
 	}
 	res.Server = after
 	res.Server.CPU -= before.CPU
+	res.Server.Syscalls -= before.Syscalls
 	res.Server.WireIn -= before.WireIn
 	res.Server.WireOut -= before.WireOut
 	return res, b.Stop()
