@@ -56,6 +56,10 @@ type LoadResult struct {
 	Corrupt    int           // deliveries whose bytes differ from what was sent
 	Elapsed    time.Duration // first publish to last delivery
 	Extensions []string      // the Sec-WebSocket-Extensions each client negotiated
+	// ClientCPU is the CPU time of the clients' process from the first
+	// publish to the last delivery (for paho, the test process, which runs
+	// nothing else meanwhile).
+	ClientCPU time.Duration
 }
 
 // Lost returns the messages sent and not delivered intact.
@@ -209,7 +213,7 @@ func RunPaho(ctx context.Context, l Load, atEnd func()) (LoadResult, error) {
 		}
 		defer pubs[i].Disconnect(0)
 	}
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	sent := make([]int, len(pubs))
 	errs := make([]error, len(pubs))
 	var wg sync.WaitGroup
@@ -224,6 +228,7 @@ func RunPaho(ctx context.Context, l Load, atEnd func()) (LoadResult, error) {
 		return res, err
 	}
 	tl.waitFor(ctx, res.Sent)
+	res.ClientCPU = cpuTime() - cpu0
 	if atEnd != nil {
 		atEnd()
 	}

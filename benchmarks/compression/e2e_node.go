@@ -56,6 +56,7 @@ type nodeResult struct {
 	Duplicates int      `json:"duplicates"`
 	Corrupt    int      `json:"corrupt"`
 	ElapsedMs  float64  `json:"elapsedMs"`
+	CPUUs      float64  `json:"cpuUs"`
 	Extensions []string `json:"extensions"`
 	Error      string   `json:"error"`
 }
@@ -137,5 +138,6 @@ func RunNode(ctx context.Context, l Load, atEnd func()) (LoadResult, error) {
 		Corrupt:    r.Corrupt,
 		Elapsed:    time.Duration(r.ElapsedMs * float64(time.Millisecond)),
 		Extensions: r.Extensions,
+		ClientCPU:  time.Duration(r.CPUUs * float64(time.Microsecond)),
 	}, nil
 }

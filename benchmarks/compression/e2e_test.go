@@ -173,16 +173,17 @@ func e2eTable(rows []*e2eRow, rounds int, quick bool) string {
 	}
 	fmt.Fprintf(&out, "end to end through mochi-mqtt behind mqttws.Handler, QoS 1, medians of %d round(s), %s:\n", rounds, mode)
 	tw := tabwriter.NewWriter(&out, 2, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "payload\tclient\tmsgs\twire B/msg off\ton\toff/on\tserver CPU µs/msg off\ton\ton/off\tsyscalls/msg off\ton\tmsgs/s off\ton\ton/off\tlost off\ton\tcompressed in/out\t")
+	fmt.Fprintln(tw, "payload\tclient\tmsgs\twire B/msg off\ton\toff/on\tserver CPU µs/msg off\ton\ton/off\tsyscalls/msg off\ton\tclient CPU µs/msg off\ton\tmsgs/s off\ton\ton/off\tlost off\ton\tcompressed in/out\t")
 	for _, r := range rows {
 		wOff, wOn := medianOf(r.off, E2EResult.WirePerMsg), medianOf(r.on, E2EResult.WirePerMsg)
 		cOff, cOn := medianOf(r.off, cpuUS), medianOf(r.on, cpuUS)
 		scOff, scOn := medianOf(r.off, E2EResult.SyscallsPerMsg), medianOf(r.on, E2EResult.SyscallsPerMsg)
+		ccOff, ccOn := medianOf(r.off, clientCPUUS), medianOf(r.on, clientCPUUS)
 		sOff, sOn := medianOf(r.off, perSecond), medianOf(r.on, perSecond)
 		lostOff, lostOn := maxOf(r.off, lost), maxOf(r.on, lost)
 		last := r.on[len(r.on)-1]
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.0f\t%.2f×\t%.1f\t%.1f\t%.2f×\t%.2f\t%.2f\t%.0f\t%.0f\t%.2f×\t%.0f\t%.0f\t%d/%d\t\n",
-			r.payload, r.client, last.Load.Sent, wOff, wOn, wOff/wOn, cOff, cOn, cOn/cOff, scOff, scOn, sOff, sOn, sOn/sOff,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.0f\t%.2f×\t%.1f\t%.1f\t%.2f×\t%.2f\t%.2f\t%.1f\t%.1f\t%.0f\t%.0f\t%.2f×\t%.0f\t%.0f\t%d/%d\t\n",
+			r.payload, r.client, last.Load.Sent, wOff, wOn, wOff/wOn, cOff, cOn, cOn/cOff, scOff, scOn, ccOff, ccOn, sOff, sOn, sOn/sOff,
 			lostOff, lostOn, last.Server.CompressedMessagesIn, last.Server.CompressedMessagesOut)
 	}
 	_ = tw.Flush()
@@ -197,9 +198,10 @@ func idleLine(off, on []IdleResult, conns int) string {
 		conns, hsOff, hsOn, hsOn-hsOff, rssOff, rssOn, rssOn-rssOff)
 }
 
-func cpuUS(r E2EResult) float64     { return us(r.CPUPerMsg()) }
-func perSecond(r E2EResult) float64 { return r.Load.PerSecond() }
-func lost(r E2EResult) float64      { return float64(r.Load.Lost()) }
+func cpuUS(r E2EResult) float64       { return us(r.CPUPerMsg()) }
+func clientCPUUS(r E2EResult) float64 { return us(r.ClientCPUPerMsg()) }
+func perSecond(r E2EResult) float64   { return r.Load.PerSecond() }
+func lost(r E2EResult) float64        { return float64(r.Load.Lost()) }
 
 // medianOf returns the median of f over rs.
 func medianOf[T any](rs []T, f func(T) float64) float64 {

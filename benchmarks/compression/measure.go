@@ -36,6 +36,11 @@ func (r E2EResult) CPUPerMsg() time.Duration {
 	return r.Server.CPU / time.Duration(max(r.Load.Received, 1))
 }
 
+// ClientCPUPerMsg returns the clients' CPU time per message delivered.
+func (r E2EResult) ClientCPUPerMsg() time.Duration {
+	return r.Load.ClientCPU / time.Duration(max(r.Load.Received, 1))
+}
+
 // SyscallsPerMsg returns the broker's read and write system calls per
 // message delivered.
 func (r E2EResult) SyscallsPerMsg() float64 {

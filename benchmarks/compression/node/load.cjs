@@ -12,7 +12,7 @@
 // (see Load in e2e.go), the first idSize bytes of each replaced by the publisher and
 // sequence number in hexadecimal; one subscriber checks the rest byte for
 // byte. Prints one line {"sent", "received", "duplicates", "corrupt",
-// "elapsedMs", "extensions"} once every message arrived, deliveries stalled
+// "elapsedMs", "cpuUs" (the process's, from the first publish), "extensions"} once every message arrived, deliveries stalled
 // for 2 s, or timeoutMs passed; then waits for its standard input to close
 // before disconnecting, so that the broker can be read with every
 // connection still open.
@@ -78,6 +78,7 @@ async function main() {
   for (let i = 0; i < plan.publishers; i++) pubs.push(await connect(`pub${i}`));
 
   const start = performance.now();
+  const cpu0 = process.cpuUsage();
   let sent = 0;
   let failed = '';
   await Promise.all(pubs.map(async (c, i) => {
@@ -115,9 +116,11 @@ async function main() {
   });
 
   clearTimeout(deadlineTimer);
+  const cpu = process.cpuUsage(cpu0);
   const result = {
     sent, received, duplicates, corrupt,
     elapsedMs: last > 0 ? last - start : 0,
+    cpuUs: cpu.user + cpu.system,
     extensions: sockets.map((s) => s.extensions || ''),
     error: failed,
   };
