@@ -9,15 +9,18 @@ import (
 	"testing"
 	"text/tabwriter"
 	"time"
+
+	"github.com/mqttws/mqttws/internal/leakcheck"
 )
 
 // TestMain makes the test binary a broker when BrokerEnv is set
-// (StartBroker), and runs the tests otherwise.
+// (StartBroker); otherwise it runs the tests and fails if goroutines
+// outlive them.
 func TestMain(m *testing.M) {
 	if os.Getenv(BrokerEnv) != "" {
 		os.Exit(BrokerMain())
 	}
-	os.Exit(m.Run())
+	leakcheck.Main(m)
 }
 
 // e2eLoad returns the load of one end-to-end run of p: 4 publishers (2
