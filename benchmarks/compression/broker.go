@@ -44,6 +44,13 @@ const BrokerEnv = "MQTTWS_COMPRESSION_BROKER"
 // broker-on-PID.prof or broker-off-PID.prof.
 const BrokerProfileEnv = "MQTTWS_COMPRESSION_PROFILE"
 
+// BrokerWrapEnv, set to "1" beside BrokerEnv, makes the broker also count
+// bytes the way a counting net.Conn wrapper does (BrokerStats.WrapIn and
+// WrapOut), handing http.Server the wrapper: the check that the kernel's
+// counts are the bytes the server read and wrote. It costs mqttws its
+// writev, so it is off in measurements.
+const BrokerWrapEnv = "MQTTWS_COMPRESSION_WRAP"
+
 // brokerPath is the HTTP path the broker serves, as in internal/targets.
 const brokerPath = "/mqtt"
 
@@ -52,8 +59,12 @@ type BrokerStats struct {
 	CPU      time.Duration `json:"cpu"`      // user and system time of the process
 	Syscalls int64         `json:"syscalls"` // read and write system calls (/proc/self/io)
 	WireIn   uint64        `json:"wire_in"`  // TCP payload bytes received: HTTP handshakes and frames
-	WireOut  uint64        `json:"wire_out"` // TCP payload bytes sent
+	WireOut  uint64        `json:"wire_out"` // TCP payload bytes sent, retransmissions not counted
 	Conns    int           `json:"conns"`    // connections accepted
+	// WrapIn and WrapOut are the bytes read from and written to the
+	// connections through a counting wrapper, with BrokerWrapEnv only.
+	WrapIn  uint64 `json:"wrap_in,omitempty"`
+	WrapOut uint64 `json:"wrap_out,omitempty"`
 	// Dropped counts the messages mochi dropped: a client's queue of
 	// pending writes full, or its QoS 1 and 2 messages in flight at
 	// mochi's limit (Info.MessagesDropped and Info.InflightDropped).
@@ -125,7 +136,7 @@ func BrokerMain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	tl := &tcpListener{Listener: ln}
+	tl := &tcpListener{Listener: ln, wrap: os.Getenv(BrokerWrapEnv) == "1"}
 	mux := http.NewServeMux()
 	mux.Handle(brokerPath, h)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -145,6 +156,7 @@ func BrokerMain() int {
 			st.Syscalls = u.Syscalls
 		}
 		st.WireIn, st.WireOut, st.Conns = tl.wire()
+		st.WrapIn, st.WrapOut = tl.wrapped()
 		st.Dropped = atomic.LoadInt64(&s.Info.MessagesDropped) + atomic.LoadInt64(&s.Info.InflightDropped)
 		hs := h.Stats()
 		st.Compressed, st.CompressedMessagesIn, st.CompressedMessagesOut = hs.Compressed, hs.CompressedMessagesIn, hs.CompressedMessagesOut
@@ -171,6 +183,7 @@ func BrokerMain() int {
 // a write system call per frame to the CPU measured.
 type tcpListener struct {
 	net.Listener
+	wrap  bool // hand out meteredConns
 	mu    sync.Mutex
 	conns []*countedConn
 }
@@ -179,6 +192,8 @@ type countedConn struct {
 	c       *net.TCPConn
 	in, out uint64 // last read from TCP_INFO
 	closed  bool
+	// read and written through the meteredConn, if any
+	wrapIn, wrapOut atomic.Uint64
 }
 
 func (l *tcpListener) Accept() (net.Conn, error) {
@@ -186,12 +201,47 @@ func (l *tcpListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if tc, ok := c.(*net.TCPConn); ok {
-		l.mu.Lock()
-		l.conns = append(l.conns, &countedConn{c: tc})
-		l.mu.Unlock()
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return c, nil
+	}
+	cc := &countedConn{c: tc}
+	l.mu.Lock()
+	l.conns = append(l.conns, cc)
+	l.mu.Unlock()
+	if l.wrap {
+		return &meteredConn{Conn: c, cc: cc}, nil
 	}
 	return c, nil
+}
+
+// wrapped returns the bytes read and written through meteredConns.
+func (l *tcpListener) wrapped() (in, out uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, cc := range l.conns {
+		in += cc.wrapIn.Load()
+		out += cc.wrapOut.Load()
+	}
+	return in, out
+}
+
+// meteredConn counts the bytes read and written through it.
+type meteredConn struct {
+	net.Conn
+	cc *countedConn
+}
+
+func (c *meteredConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.cc.wrapIn.Add(uint64(n))
+	return n, err
+}
+
+func (c *meteredConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.cc.wrapOut.Add(uint64(n))
+	return n, err
 }
 
 // wire returns the bytes received and sent over every connection accepted
@@ -213,7 +263,9 @@ func (l *tcpListener) wire() (in, out uint64, conns int) {
 					}
 				})
 				if err == nil && info != nil {
-					cc.in, cc.out = info.Bytes_received, info.Bytes_sent
+					// Bytes_sent counts retransmissions too (loopback has
+					// some: tail loss probes on a busy machine).
+					cc.in, cc.out = info.Bytes_received, info.Bytes_sent-info.Bytes_retrans
 				} else {
 					cc.closed = true
 				}
@@ -241,8 +293,8 @@ type Broker struct {
 }
 
 // StartBroker starts the test binary as a broker with compression on or
-// off and returns once it listens.
-func StartBroker(compress bool) (*Broker, error) {
+// off and returns once it listens; env is added to its environment.
+func StartBroker(compress bool, env ...string) (*Broker, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("compression: the broker's executable: %w", err)
@@ -252,7 +304,7 @@ func StartBroker(compress bool) (*Broker, error) {
 	if compress {
 		mode = "on"
 	}
-	cmd.Env = append(os.Environ(), BrokerEnv+"="+mode)
+	cmd.Env = append(append(os.Environ(), BrokerEnv+"="+mode), env...)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err

@@ -227,3 +227,26 @@ func maxOf[T any](rs []T, f func(T) float64) float64 {
 	}
 	return m
 }
+
+// TestKernelCountsWhatACountingConnCounts checks the broker's bytes on the
+// wire, read from TCP_INFO, against a counting net.Conn wrapper around the
+// same connections: with every message delivered and the connections
+// still open, both see every byte of the handshakes and frames, each way.
+func TestKernelCountsWhatACountingConnCounts(t *testing.T) {
+	if err := CheckNode(); err != nil {
+		t.Fatal(err)
+	}
+	for _, client := range []string{ClientPaho, ClientNode} {
+		for _, on := range []bool{false, true} {
+			l := e2eLoad(Telemetry(10<<10, 2), true)
+			res, err := MeasureEndToEnd(context.Background(), client, on, l, BrokerWrapEnv+"=1")
+			if err != nil {
+				t.Fatalf("%s compress=%v: %v", client, on, err)
+			}
+			s := res.Server
+			if s.WireIn != s.WrapIn || s.WireOut != s.WrapOut || s.WireIn == 0 || s.WireOut == 0 {
+				t.Errorf("%s compress=%v: TCP_INFO counted %d in, %d out; the wrapper %d in, %d out", client, on, s.WireIn, s.WireOut, s.WrapIn, s.WrapOut)
+			}
+		}
+	}
+}

@@ -47,13 +47,14 @@ func (r E2EResult) SyscallsPerMsg() float64 {
 	return float64(r.Server.Syscalls) / float64(max(r.Load.Received, 1))
 }
 
-// MeasureEndToEnd starts a broker with compression on or off, runs l (its
-// URL set here) with client, and returns the result. The clients offer
+// MeasureEndToEnd starts a broker with compression on or off (env added to
+// its environment), runs l (its URL set here) with client, and returns the
+// result. The clients offer
 // permessage-deflate either way, as browsers and Node do: "off" is the
 // server's choice.
-func MeasureEndToEnd(ctx context.Context, client string, compress bool, l Load) (E2EResult, error) {
+func MeasureEndToEnd(ctx context.Context, client string, compress bool, l Load, env ...string) (E2EResult, error) {
 	var res E2EResult
-	b, err := StartBroker(compress)
+	b, err := StartBroker(compress, env...)
 	if err != nil {
 		return res, err
 	}
@@ -92,6 +93,8 @@ func MeasureEndToEnd(ctx context.Context, client string, compress bool, l Load) 
 	res.Server.Syscalls -= before.Syscalls
 	res.Server.WireIn -= before.WireIn
 	res.Server.WireOut -= before.WireOut
+	res.Server.WrapIn -= before.WrapIn
+	res.Server.WrapOut -= before.WrapOut
 	return res, b.Stop()
 }
 
