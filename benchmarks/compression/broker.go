@@ -320,9 +320,13 @@ func StartBroker(compress bool, env ...string) (*Broker, error) {
 	}
 	line, err := b.readLine(30 * time.Second)
 	addr, ok := strings.CutPrefix(line, "ready ")
-	if err != nil || !ok {
+	if err != nil {
 		_ = b.Stop()
-		return nil, fmt.Errorf("compression: the broker did not start (%q, %v): %s", line, err, b.stderr)
+		return nil, fmt.Errorf("compression: the broker did not start: %w: %s", err, b.stderr)
+	}
+	if !ok {
+		_ = b.Stop()
+		return nil, fmt.Errorf("compression: the broker printed %q, not \"ready ADDR\": %s", line, b.stderr)
 	}
 	b.Addr = addr
 	b.URL = "ws://" + addr + brokerPath

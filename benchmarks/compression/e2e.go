@@ -329,8 +329,12 @@ func connectPaho(brokerURL, id string, exts *extensions) (paho.Client, error) {
 		})
 	c := paho.NewClient(o)
 	t := c.Connect()
-	if !t.WaitTimeout(15*time.Second) || t.Error() != nil {
-		return nil, fmt.Errorf("compression: connect %s to %s: %v", id, brokerURL, t.Error())
+	if !t.WaitTimeout(15 * time.Second) {
+		c.Disconnect(0)
+		return nil, fmt.Errorf("compression: connect %s to %s: no CONNACK within 15s", id, brokerURL)
+	}
+	if err := t.Error(); err != nil {
+		return nil, fmt.Errorf("compression: connect %s to %s: %w", id, brokerURL, err)
 	}
 	return c, nil
 }
