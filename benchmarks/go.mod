@@ -19,6 +19,7 @@ require (
 	github.com/mqttws/mqttws v0.0.0
 	github.com/mqttws/mqttws/backend/mochi v0.0.0
 	github.com/mqttws/mqttws/interop v0.0.0
+	golang.org/x/sys v0.48.0
 )
 
 require (
