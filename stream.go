@@ -34,6 +34,8 @@ type Stream struct {
 	closeTimeout time.Duration
 	cancel       context.CancelFunc // ends the backend's context
 	start        time.Time
+	handler      *Handler    // serves the stream in a goroutine it may let go of; nil over HTTP/2
+	detached     atomic.Bool // the backend serves on after ServeStream returned
 
 	readMu  sync.Mutex
 	fr      frameReader

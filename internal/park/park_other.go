@@ -1,0 +1,28 @@
+//go:build !linux
+
+package park
+
+import (
+	"errors"
+	"syscall"
+)
+
+// Supported reports whether parking works on this system.
+const Supported = false
+
+// Waiter is not available on this system.
+type Waiter struct{}
+
+// NewWaiter fails on this system.
+func NewWaiter(syscall.RawConn, func()) (*Waiter, error) {
+	return nil, errors.New("park: not supported on this system")
+}
+
+// Arm does nothing on this system.
+func (w *Waiter) Arm() error { return errors.New("park: not supported on this system") }
+
+// Pending returns 0 on this system.
+func (w *Waiter) Pending() int { return 0 }
+
+// Close does nothing on this system.
+func (w *Waiter) Close() {}
