@@ -2,6 +2,7 @@ package mqttws
 
 import (
 	"net"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/mqttws/mqttws/internal/park"
@@ -16,8 +17,8 @@ type parkable struct{ s *Stream }
 
 // lookupParkable returns c as a park.Stream when it is a Stream over a
 // hijacked plain TCP connection (not TLS: its records hold bytes the
-// descriptor no longer shows), uncompressed, served by a Handler that may
-// let go of it.
+// descriptor no longer shows), uncompressed (an inflater cannot resume a
+// read cut short), served by a Handler that may let go of it.
 func lookupParkable(c net.Conn) (park.Stream, bool) {
 	s, ok := c.(*Stream)
 	if !ok || s.handler == nil || s.deflate != nil {
@@ -34,17 +35,39 @@ func (p parkable) RawConn() (syscall.RawConn, error) {
 	return p.s.conn.(syscall.Conn).SyscallConn()
 }
 
-// Buffered reports whether a Read would return bytes, or an error, without
-// reading the connection.
-func (p parkable) Buffered() bool {
+// SetNonblocking switches the stream's source between the connection and
+// nonblocking reads of its descriptor.
+func (p parkable) SetNonblocking(on bool) {
 	s := p.s
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
-	if s.readErr != nil || s.fr.buf.buffered() > 0 {
-		return true
+	nb, ok := s.nonblockingSource()
+	if !ok {
+		if !on {
+			return
+		}
+		rc, err := s.conn.(syscall.Conn).SyscallConn()
+		if err != nil {
+			return // closed: reads meet that
+		}
+		nb = &nonblockingReader{conn: s.conn, rc: rc}
+		if pr, isPrefixed := s.fr.buf.src.(*prefixedReader); isPrefixed {
+			pr.src = nb
+		} else {
+			s.fr.buf.src = nb
+		}
 	}
-	pr, ok := s.fr.buf.src.(*prefixedReader)
-	return ok && len(pr.prefix) > 0
+	nb.on.Store(on)
+}
+
+// nonblockingSource returns the stream's nonblockingReader, if it has one.
+func (s *Stream) nonblockingSource() (*nonblockingReader, bool) {
+	src := s.fr.buf.src
+	if pr, ok := src.(*prefixedReader); ok {
+		src = pr.src
+	}
+	nb, ok := src.(*nonblockingReader)
+	return nb, ok
 }
 
 // Detach lets backend return park.ErrDetached from ServeStream, when it is
@@ -56,4 +79,19 @@ func (p parkable) Detach(backend any) (finish func(error), ok bool) {
 		return nil, false
 	}
 	return func(err error) { s.handler.finish(s, err) }, true
+}
+
+// nonblockingReader reads conn, or while on is set, reads its descriptor
+// without waiting (park.ReadNow).
+type nonblockingReader struct {
+	conn net.Conn
+	rc   syscall.RawConn
+	on   atomic.Bool
+}
+
+func (r *nonblockingReader) Read(p []byte) (int, error) {
+	if !r.on.Load() {
+		return r.conn.Read(p)
+	}
+	return park.ReadNow(r.rc, p)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/mqttws/mqttws/internal/park"
 )
 
 // ErrStreamClosed is returned by Stream.Write once the stream is closed or a
@@ -235,6 +236,8 @@ func (s *Stream) readBuffered(p []byte) int {
 func (s *Stream) readFailed(err error) error {
 	var ce *CloseError
 	switch {
+	case err == park.ErrWouldBlock: // a parked relay's read found nothing (park.go)
+		return err
 	case isTimeout(err) && !s.closing.Load():
 		return err
 	case errors.Is(err, errCloseInMessage):

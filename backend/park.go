@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -16,8 +17,8 @@ import (
 // connection is plain TCP or a unix socket, copies each way with a pump
 // instead of a goroutine blocked in Read (on linux: see package park): an
 // idle connection then holds no goroutine, no stack and no copy buffer. A
-// pump runs a goroutine only while its side has bytes to copy, or an end to
-// meet.
+// pump runs a goroutine only while its side has bytes to copy, reading
+// without waiting until none are left, or while its side meets its end.
 
 // pumpState is where a pump is.
 type pumpState uint8
@@ -28,22 +29,33 @@ const (
 	pumpDone                     // the side ended
 )
 
-// pump copies one side of a parked relay.
+// pumpSide is the copy a pump runs.
+type pumpSide interface {
+	// step reads once and writes what it read: without waiting for bytes
+	// while nonblocking, when it reports idle once none are left. It
+	// reports !ok once the side ended.
+	step(nonblocking bool) (idle, ok bool)
+	// mayPark reports whether the side may park, with the pump's mu held:
+	// a side that must meet its end soon reads on, within a deadline.
+	mayPark() bool
+	// end runs once, after the last step.
+	end()
+}
+
+// pump runs one side of a parked relay.
 type pump struct {
-	w        *park.Waiter
-	buffered func() bool // bytes are read but not yet returned (the stream's)
-	mayPark  func() bool // called with mu held
-	step     func() bool // one read and its write; false: the side ended
-	end      func()      // after the last step, once
+	w    *park.Waiter
+	side pumpSide
 
 	mu    sync.Mutex
 	state pumpState
 	again bool // woken while running: look again before parking
 }
 
-// newPump returns a running pump on c's raw connection, or nil when c
-// cannot be parked.
-func newPump(rc syscall.RawConn, p *pump) *pump {
+// newPump returns a running pump of side on rc, or nil when rc cannot be
+// waited for.
+func newPump(rc syscall.RawConn, side pumpSide) *pump {
+	p := &pump{side: side}
 	w, err := park.NewWaiter(rc, p.wake)
 	if err != nil {
 		return nil
@@ -59,7 +71,7 @@ func (p *pump) wake() {
 	case pumpParked:
 		p.state = pumpRunning
 		p.mu.Unlock()
-		go p.run(true)
+		go p.run()
 	case pumpRunning:
 		p.again = true
 		p.mu.Unlock()
@@ -68,20 +80,23 @@ func (p *pump) wake() {
 	}
 }
 
-// run copies while bytes are waiting, then parks; stepFirst reads at once,
-// for a pump woken by readiness or an end.
-func (p *pump) run(stepFirst bool) {
+// run copies until no byte is waiting, then parks.
+func (p *pump) run() {
 	for {
-		if !stepFirst && !p.buffered() && p.w.Pending() == 0 && p.park() {
-			return
-		}
-		stepFirst = false
-		if !p.step() {
+		p.mu.Lock()
+		nonblocking := p.side.mayPark()
+		p.again = false
+		p.mu.Unlock()
+		idle, ok := p.side.step(nonblocking)
+		if !ok {
 			p.mu.Lock()
 			p.state = pumpDone
 			p.mu.Unlock()
 			p.w.Close()
-			p.end()
+			p.side.end()
+			return
+		}
+		if idle && p.park() {
 			return
 		}
 	}
@@ -91,8 +106,7 @@ func (p *pump) run(stepFirst bool) {
 // reports whether it did, after which the goroutine must return.
 func (p *pump) park() bool {
 	p.mu.Lock()
-	if p.again || !p.mayPark() {
-		p.again = false
+	if p.again || !p.side.mayPark() {
 		p.mu.Unlock()
 		return false
 	}
@@ -123,6 +137,50 @@ func (d *Dialer) parking(client net.Conn) park.Stream {
 	return ps
 }
 
+// clientPump copies the client's stream to the broker.
+type clientPump struct {
+	d        *Dialer
+	ctx      context.Context
+	ps       park.Stream
+	client   net.Conn
+	broker   net.Conn
+	tracker  *packetTracker
+	up       *clientSide
+	stop     func() bool // of the context.AfterFunc that wakes the pump
+	writeErr error
+}
+
+func (c *clientPump) step(nonblocking bool) (idle, ok bool) {
+	c.ps.SetNonblocking(nonblocking)
+	buf := c.d.largeBuffer()
+	defer c.d.largeBuffers.Put(buf)
+	n, err := c.client.Read(*buf)
+	if n > 0 {
+		if c.tracker != nil {
+			c.tracker.feed((*buf)[:n])
+		}
+		if _, werr := c.broker.Write((*buf)[:n]); werr != nil {
+			c.writeErr = werr
+			return false, false
+		}
+	}
+	if nonblocking && errors.Is(err, park.ErrWouldBlock) {
+		return true, true
+	}
+	return false, err == nil
+}
+
+// mayPark: once the stream is closing, nothing would wake a parked pump
+// when the connection closes; it reads on, within the close's deadline.
+func (c *clientPump) mayPark() bool { return c.ctx.Err() == nil }
+
+func (c *clientPump) end() {
+	c.stop()
+	c.ps.SetNonblocking(false) // the handler reads up to the client's close reply
+	c.d.clientEnded(c.broker, c.writeErr, c.up)
+	c.up.finish()
+}
+
 // parkClient goes on copying the client to broker in a pump, and reports
 // whether it does; the client's side of the relay then ends in the pump.
 func (d *Dialer) parkClient(ctx context.Context, ps park.Stream, client, broker net.Conn, tracker *packetTracker, up *clientSide) bool {
@@ -136,42 +194,72 @@ func (d *Dialer) parkClient(ctx context.Context, ps park.Stream, client, broker 
 	if err != nil {
 		return false
 	}
-	var writeErr error
-	var stop func() bool
-	p := newPump(rc, &pump{
-		buffered: ps.Buffered,
-		// Once the stream is closing, nothing would wake a parked pump
-		// when the connection closes: read on, within the close's deadline.
-		mayPark: func() bool { return ctx.Err() == nil },
-		step: func() bool {
-			buf := d.largeBuffer()
-			defer d.largeBuffers.Put(buf)
-			n, err := client.Read(*buf)
-			if n > 0 {
-				if tracker != nil {
-					tracker.feed((*buf)[:n])
-				}
-				if _, werr := broker.Write((*buf)[:n]); werr != nil {
-					writeErr = werr
-					return false
-				}
-			}
-			return err == nil
-		},
-		end: func() {
-			stop()
-			d.clientEnded(broker, writeErr, up)
-			up.finish()
-		},
-	})
+	c := &clientPump{d: d, ctx: ctx, ps: ps, client: client, broker: broker, tracker: tracker, up: up}
+	p := newPump(rc, c)
 	if p == nil {
 		return false
 	}
 	// The stream's context ends when it closes (keepalive, Shutdown, a
 	// close by the broker's side): the pump must then meet the end.
-	stop = context.AfterFunc(ctx, p.wake)
-	p.run(false)
+	c.stop = context.AfterFunc(ctx, p.wake)
+	p.run()
 	return true
+}
+
+// brokerPump copies the broker to the client's stream.
+type brokerPump struct {
+	d          *Dialer
+	ctx        context.Context
+	client     net.Conn
+	broker     net.Conn
+	rc         syscall.RawConn
+	node       *node
+	up         *clientSide
+	finish     func(error)
+	brokerErr  error
+	clientGone bool
+}
+
+func (b *brokerPump) step(nonblocking bool) (idle, ok bool) {
+	buf := b.d.largeBuffer()
+	defer b.d.largeBuffers.Put(buf)
+	var n int
+	var err error
+	if nonblocking {
+		n, err = park.ReadNow(b.rc, *buf)
+		if errors.Is(err, park.ErrWouldBlock) {
+			return true, true
+		}
+		var se *os.SyscallError
+		if errors.As(err, &se) {
+			err = &net.OpError{Op: "read", Net: b.broker.LocalAddr().Network(), Source: b.broker.LocalAddr(), Addr: b.broker.RemoteAddr(), Err: err}
+		}
+	} else {
+		n, err = b.broker.Read(*buf)
+	}
+	if n > 0 {
+		if _, werr := b.client.Write((*buf)[:n]); werr != nil {
+			b.clientGone = true
+			return false, false
+		}
+	}
+	if errors.Is(err, io.EOF) {
+		return false, false
+	}
+	b.brokerErr = err
+	return false, err == nil
+}
+
+// mayPark: once the client's side ended, the broker is given brokerLinger
+// to close in turn; the pump reads on, within that deadline.
+func (b *brokerPump) mayPark() bool {
+	b.up.mu.Lock()
+	defer b.up.mu.Unlock()
+	return !b.up.over
+}
+
+func (b *brokerPump) end() {
+	b.finish(b.d.endRelay(b.ctx, b.client, b.broker, b.node, b.up, b.brokerErr, b.clientGone, time.Now()))
 }
 
 // parkBroker goes on copying broker to the client in a pump once the
@@ -189,37 +277,8 @@ func (d *Dialer) parkBroker(ctx context.Context, ps park.Stream, client, broker 
 	if !ok {
 		return false
 	}
-	var brokerErr error
-	clientGone := false
-	p := newPump(rc, &pump{
-		buffered: func() bool { return false },
-		// Once the client's side ended, the broker is given brokerLinger to
-		// close in turn: read on, within that deadline.
-		mayPark: func() bool {
-			up.mu.Lock()
-			defer up.mu.Unlock()
-			return !up.over
-		},
-		step: func() bool {
-			buf := d.largeBuffer()
-			defer d.largeBuffers.Put(buf)
-			n, err := broker.Read(*buf)
-			if n > 0 {
-				if _, werr := client.Write((*buf)[:n]); werr != nil {
-					clientGone = true
-					return false
-				}
-			}
-			if errors.Is(err, io.EOF) {
-				return false
-			}
-			brokerErr = err
-			return err == nil
-		},
-		end: func() {
-			finish(d.endRelay(ctx, client, broker, node, up, brokerErr, clientGone, time.Now()))
-		},
-	})
+	b := &brokerPump{d: d, ctx: ctx, client: client, broker: broker, rc: rc, node: node, up: up, finish: finish}
+	p := newPump(rc, b)
 	if p == nil {
 		// Detached already: serve on in a goroutine of our own.
 		go func() {
@@ -232,6 +291,6 @@ func (d *Dialer) parkBroker(ctx context.Context, ps park.Stream, client, broker 
 	up.mu.Lock()
 	up.brokerPump = p
 	up.mu.Unlock()
-	p.run(false)
+	p.run()
 	return true
 }

@@ -5,9 +5,11 @@ package park
 import (
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
-	"unsafe"
 )
 
 // Supported reports whether parking works on this system.
@@ -20,7 +22,7 @@ type Waiter struct {
 	rc    syscall.RawConn
 	key   uint64
 	ready func()
-	added bool // the descriptor is in the epoll set
+	added atomic.Bool // the descriptor is in the epoll set
 }
 
 // poller is the process's epoll set and its one waiting goroutine, which
@@ -103,12 +105,18 @@ func (w *Waiter) Arm() error {
 	// be reused by another connection meanwhile.
 	err := w.rc.Control(func(fd uintptr) {
 		op := syscall.EPOLL_CTL_MOD
-		if !w.added {
+		if !w.added.Load() {
 			op = syscall.EPOLL_CTL_ADD
 		}
 		ctlErr = syscall.EpollCtl(the.epfd, op, int(fd), &ev)
+		switch {
+		case ctlErr == syscall.EEXIST: // added by an Arm that ran just before
+			ctlErr = syscall.EpollCtl(the.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
+		case ctlErr == syscall.ENOENT:
+			ctlErr = syscall.EpollCtl(the.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+		}
 		if ctlErr == nil {
-			w.added = true
+			w.added.Store(true)
 		}
 	})
 	if err != nil {
@@ -120,24 +128,38 @@ func (w *Waiter) Arm() error {
 	return nil
 }
 
-// Pending returns the count of bytes the kernel holds for reading on the
-// descriptor (0 once it is closed).
-func (w *Waiter) Pending() int {
-	n := 0
-	_ = w.rc.Control(func(fd uintptr) {
-		var v int32
-		_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&v)))
-		if errno == 0 {
-			n = int(v)
+// ReadNow reads once from rc's descriptor without waiting: it returns
+// ErrWouldBlock when no byte is there, io.EOF at the end of the stream, and
+// an error of the connection (net.ErrClosed once it is closed, a timeout
+// once its read deadline passed).
+func ReadNow(rc syscall.RawConn, p []byte) (int, error) {
+	var n int
+	var rerr error
+	err := rc.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = syscall.Read(int(fd), p)
+			if rerr != syscall.EINTR {
+				return true
+			}
 		}
 	})
-	return n
+	switch {
+	case err != nil:
+		return 0, err
+	case rerr == syscall.EAGAIN:
+		return 0, ErrWouldBlock
+	case rerr != nil:
+		return 0, os.NewSyscallError("read", rerr)
+	case n == 0 && len(p) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 // Close unregisters the waiter: ready is not called after it returns,
 // unless a call is under way.
 func (w *Waiter) Close() {
-	if w.added {
+	if w.added.Load() {
 		_ = w.rc.Control(func(fd uintptr) {
 			_ = syscall.EpollCtl(the.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
 		})

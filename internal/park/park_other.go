@@ -21,8 +21,10 @@ func NewWaiter(syscall.RawConn, func()) (*Waiter, error) {
 // Arm does nothing on this system.
 func (w *Waiter) Arm() error { return errors.New("park: not supported on this system") }
 
-// Pending returns 0 on this system.
-func (w *Waiter) Pending() int { return 0 }
+// ReadNow fails on this system.
+func ReadNow(syscall.RawConn, []byte) (int, error) {
+	return 0, errors.New("park: not supported on this system")
+}
 
 // Close does nothing on this system.
 func (w *Waiter) Close() {}
