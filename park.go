@@ -41,8 +41,8 @@ func (p parkable) SetNonblocking(on bool) {
 	s := p.s
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
-	nb, ok := s.nonblockingSource()
-	if !ok {
+	nb := &s.nonblocking
+	if nb.conn == nil {
 		if !on {
 			return
 		}
@@ -50,7 +50,7 @@ func (p parkable) SetNonblocking(on bool) {
 		if err != nil {
 			return // closed: reads meet that
 		}
-		nb = &nonblockingReader{conn: s.conn, rc: rc}
+		nb.conn, nb.rc = s.conn, rc
 		if pr, isPrefixed := s.fr.buf.src.(*prefixedReader); isPrefixed {
 			pr.src = nb
 		} else {
@@ -58,16 +58,6 @@ func (p parkable) SetNonblocking(on bool) {
 		}
 	}
 	nb.on.Store(on)
-}
-
-// nonblockingSource returns the stream's nonblockingReader, if it has one.
-func (s *Stream) nonblockingSource() (*nonblockingReader, bool) {
-	src := s.fr.buf.src
-	if pr, ok := src.(*prefixedReader); ok {
-		src = pr.src
-	}
-	nb, ok := src.(*nonblockingReader)
-	return nb, ok
 }
 
 // Detach lets backend return park.ErrDetached from ServeStream, when it is

@@ -44,7 +44,7 @@ type pumpSide interface {
 
 // pump runs one side of a parked relay.
 type pump struct {
-	w    *park.Waiter
+	w    park.Waiter
 	side pumpSide
 
 	mu    sync.Mutex
@@ -52,20 +52,15 @@ type pump struct {
 	again bool // woken while running: look again before parking
 }
 
-// newPump returns a running pump of side on rc, or nil when rc cannot be
-// waited for.
-func newPump(rc syscall.RawConn, side pumpSide) *pump {
-	p := &pump{side: side}
-	w, err := park.NewWaiter(rc, p.wake)
-	if err != nil {
-		return nil
-	}
-	p.w = w
-	return p
+// init registers a running pump of side on rc; it reports false when rc
+// cannot be waited for.
+func (p *pump) init(rc syscall.RawConn, side pumpSide) bool {
+	p.side = side
+	return p.w.Init(rc, p) == nil
 }
 
-// wake runs the pump: bytes came, or its side must meet an end.
-func (p *pump) wake() {
+// Ready runs the pump: bytes came, or its side must meet an end.
+func (p *pump) Ready() {
 	p.mu.Lock()
 	switch p.state {
 	case pumpParked:
@@ -137,18 +132,32 @@ func (d *Dialer) parking(client net.Conn) park.Stream {
 	return ps
 }
 
-// clientPump copies the client's stream to the broker.
-type clientPump struct {
+// parkedRelay is what the two pumps of a parked relay hold, in one
+// allocation with the relay's clientSide: an idle connection costs little
+// more than its two sockets and its stream.
+type parkedRelay struct {
 	d        *Dialer
 	ctx      context.Context
 	ps       park.Stream
 	client   net.Conn
-	broker   net.Conn
-	tracker  *packetTracker
+	toBroker net.Conn       // the client's side's broker connection
+	broker   net.Conn       // the broker's side's: the same one
+	tracker  *packetTracker // the client's packets, when watched
+	node     *node          // the broker's
+	stop     func() bool    // of the context.AfterFunc that wakes the client's pump
+	finish   func(error)    // hands the relay's result to the handler
 	up       *clientSide
-	stop     func() bool // of the context.AfterFunc that wakes the pump
-	writeErr error
+	writeErr error // that ended the client's side
+	readErr  error // that ended the broker's side
+	gone     bool  // the client's stream failed a write
+	cp, bp   pump  // the client's and the broker's
 }
+
+// clientPump is the client's side of a parked relay: stream to broker.
+type clientPump parkedRelay
+
+// brokerPump is the broker's side of a parked relay: broker to stream.
+type brokerPump parkedRelay
 
 func (c *clientPump) step(nonblocking bool) (idle, ok bool) {
 	c.ps.SetNonblocking(nonblocking)
@@ -159,7 +168,7 @@ func (c *clientPump) step(nonblocking bool) (idle, ok bool) {
 		if c.tracker != nil {
 			c.tracker.feed((*buf)[:n])
 		}
-		if _, werr := c.broker.Write((*buf)[:n]); werr != nil {
+		if _, werr := c.toBroker.Write((*buf)[:n]); werr != nil {
 			c.writeErr = werr
 			return false, false
 		}
@@ -177,13 +186,14 @@ func (c *clientPump) mayPark() bool { return c.ctx.Err() == nil }
 func (c *clientPump) end() {
 	c.stop()
 	c.ps.SetNonblocking(false) // the handler reads up to the client's close reply
-	c.d.clientEnded(c.broker, c.writeErr, c.up)
+	c.d.clientEnded(c.toBroker, c.writeErr, c.up)
 	c.up.finish()
 }
 
 // parkClient goes on copying the client to broker in a pump, and reports
 // whether it does; the client's side of the relay then ends in the pump.
-func (d *Dialer) parkClient(ctx context.Context, ps park.Stream, client, broker net.Conn, tracker *packetTracker, up *clientSide) bool {
+func (d *Dialer) parkClient(broker net.Conn, tracker *packetTracker, up *clientSide) bool {
+	ps, ctx := up.parked.ps, up.parked.ctx
 	if ps == nil {
 		return false
 	}
@@ -194,30 +204,17 @@ func (d *Dialer) parkClient(ctx context.Context, ps park.Stream, client, broker 
 	if err != nil {
 		return false
 	}
-	c := &clientPump{d: d, ctx: ctx, ps: ps, client: client, broker: broker, tracker: tracker, up: up}
-	p := newPump(rc, c)
-	if p == nil {
+	r := &up.parked
+	r.toBroker, r.tracker = broker, tracker
+	c := (*clientPump)(r)
+	if !r.cp.init(rc, c) {
 		return false
 	}
 	// The stream's context ends when it closes (keepalive, Shutdown, a
 	// close by the broker's side): the pump must then meet the end.
-	c.stop = context.AfterFunc(ctx, p.wake)
-	p.run()
+	r.stop = context.AfterFunc(ctx, r.cp.Ready)
+	r.cp.run()
 	return true
-}
-
-// brokerPump copies the broker to the client's stream.
-type brokerPump struct {
-	d          *Dialer
-	ctx        context.Context
-	client     net.Conn
-	broker     net.Conn
-	rc         syscall.RawConn
-	node       *node
-	up         *clientSide
-	finish     func(error)
-	brokerErr  error
-	clientGone bool
 }
 
 func (b *brokerPump) step(nonblocking bool) (idle, ok bool) {
@@ -226,7 +223,7 @@ func (b *brokerPump) step(nonblocking bool) (idle, ok bool) {
 	var n int
 	var err error
 	if nonblocking {
-		n, err = park.ReadNow(b.rc, *buf)
+		n, err = park.ReadNow(b.bp.w.RawConn(), *buf)
 		if errors.Is(err, park.ErrWouldBlock) {
 			return true, true
 		}
@@ -239,14 +236,14 @@ func (b *brokerPump) step(nonblocking bool) (idle, ok bool) {
 	}
 	if n > 0 {
 		if _, werr := b.client.Write((*buf)[:n]); werr != nil {
-			b.clientGone = true
+			b.gone = true
 			return false, false
 		}
 	}
 	if errors.Is(err, io.EOF) {
 		return false, false
 	}
-	b.brokerErr = err
+	b.readErr = err
 	return false, err == nil
 }
 
@@ -259,13 +256,14 @@ func (b *brokerPump) mayPark() bool {
 }
 
 func (b *brokerPump) end() {
-	b.finish(b.d.endRelay(b.ctx, b.client, b.broker, b.node, b.up, b.brokerErr, b.clientGone, time.Now()))
+	b.finish(b.d.endRelay(b.ctx, b.client, b.broker, b.node, b.up, b.readErr, b.gone, time.Now()))
 }
 
 // parkBroker goes on copying broker to the client in a pump once the
 // handler let go of the stream, and reports whether it does; the relay's
 // result then goes to the handler when the pump ends.
-func (d *Dialer) parkBroker(ctx context.Context, ps park.Stream, client, broker net.Conn, node *node, up *clientSide) bool {
+func (d *Dialer) parkBroker(broker net.Conn, node *node, up *clientSide) bool {
+	ps, ctx := up.parked.ps, up.parked.ctx
 	if ps == nil {
 		return false
 	}
@@ -277,20 +275,22 @@ func (d *Dialer) parkBroker(ctx context.Context, ps park.Stream, client, broker 
 	if !ok {
 		return false
 	}
-	b := &brokerPump{d: d, ctx: ctx, client: client, broker: broker, rc: rc, node: node, up: up, finish: finish}
-	p := newPump(rc, b)
-	if p == nil {
+	r := &up.parked
+	r.broker, r.node, r.finish = broker, node, finish
+	if !r.bp.init(rc, (*brokerPump)(r)) {
 		// Detached already: serve on in a goroutine of our own.
 		go func() {
 			buf := make([]byte, smallCopySize)
-			brokerErr, werr := d.copyStream(client, broker, buf, nil)
-			finish(d.endRelay(ctx, client, broker, node, up, brokerErr, werr != nil, time.Now()))
+			readErr, werr := d.copyStream(r.client, broker, buf, nil)
+			finish(d.endRelay(ctx, r.client, broker, node, up, readErr, werr != nil, time.Now()))
 		}()
 		return true
 	}
+	// From now on the client's side's end wakes the pump; if it ended
+	// already, the pump does not park (mayPark).
 	up.mu.Lock()
-	up.brokerPump = p
+	up.brokerParked = true
 	up.mu.Unlock()
-	p.run()
+	r.bp.run()
 	return true
 }

@@ -38,20 +38,21 @@ const brokerLinger = 5 * time.Second
 // CONNECT rules is closed with the watch's code and the broker's connection
 // dropped.
 func (d *Dialer) relay(ctx context.Context, client net.Conn, b *pendingBroker, watch *connectWatch, cancelDial context.CancelFunc) error {
-	up := &clientSide{answer: &answerWait{settled: make(chan struct{})}, done: make(chan struct{})}
+	up := &clientSide{answer: &answerWait{settled: make(chan struct{})}}
 	if watch != nil {
 		up.answer.timeout = d.connackTimeout()
 	}
-	ps := d.parking(client)
+	up.parked = parkedRelay{d: d, ctx: ctx, ps: d.parking(client), client: client, up: up}
+	up.wg.Add(1)
 	go func() {
-		if !d.copyFromClient(ctx, ps, client, b, watch, up, cancelDial) {
+		if !d.copyFromClient(ctx, client, b, watch, up, cancelDial) {
 			up.finish()
 		}
 	}()
 
 	<-b.done
 	if b.err != nil {
-		<-up.done // a failed dial ends the client's side too
+		up.wg.Wait() // a failed dial ends the client's side too
 		switch {
 		case up.broken != nil:
 			return up.broken
@@ -67,7 +68,7 @@ func (d *Dialer) relay(ctx context.Context, client net.Conn, b *pendingBroker, w
 	if failure != nil {
 		ended := ctx.Err() != nil
 		closeClient(client, failure.Code, failure.Reason)
-		<-up.done
+		up.wg.Wait()
 		if ended || (up.err != nil && !errors.Is(up.err, errNoBroker)) {
 			return nil // the stream ended meanwhile
 		}
@@ -87,7 +88,7 @@ func (d *Dialer) relay(ctx context.Context, client net.Conn, b *pendingBroker, w
 	switch {
 	case clientGone:
 	case firstErr == nil:
-		if d.parkBroker(ctx, ps, client, broker, node, up) {
+		if d.parkBroker(broker, node, up) {
 			return park.ErrDetached
 		}
 		var werr error
@@ -108,7 +109,7 @@ func (d *Dialer) endRelay(ctx context.Context, client, broker net.Conn, node *no
 	if errors.Is(brokerErr, net.ErrClosed) {
 		// The client's side closed the broker connection as it ended:
 		// its reason decides.
-		<-up.done
+		up.wg.Wait()
 		waited = true
 	}
 	_ = broker.Close()
@@ -135,7 +136,7 @@ func (d *Dialer) endRelay(ctx context.Context, client, broker net.Conn, node *no
 	// Closing the client ends the other copy, which is reading from it.
 	closeClient(client, code, reason)
 	if !waited {
-		<-up.done
+		up.wg.Wait()
 	}
 	return result
 }
@@ -156,7 +157,7 @@ func closeClient(client net.Conn, code mqttws.CloseCode, reason string) {
 }
 
 // clientSide is what the client's side of the relay shares with the
-// broker's: its results are read once it ended (done is closed), or
+// broker's: its results are read once it ended (wg.Wait), or
 // atomically.
 type clientSide struct {
 	answer  *answerWait
@@ -164,11 +165,13 @@ type clientSide struct {
 	ended   atomic.Bool        // the client's stream ended: the broker's close was asked for
 	broken  *mqttws.CloseError // the client broke the CONNECT rules
 	err     error              // why the client's side ended before the copy began
-	done    chan struct{}      // closed once the client's side ended
+	wg      sync.WaitGroup     // done once the client's side ended
 
-	mu         sync.Mutex
-	over       bool  // the client's side ended
-	brokerPump *pump // the broker's side's, once it is parked
+	mu           sync.Mutex
+	over         bool // the client's side ended
+	brokerParked bool // the broker's side runs in parked.bp
+
+	parked parkedRelay // the pumps, when the relay is parked (park.go)
 }
 
 // finish records the end of the client's side and wakes the broker's, when
@@ -176,11 +179,11 @@ type clientSide struct {
 func (up *clientSide) finish() {
 	up.mu.Lock()
 	up.over = true
-	bp := up.brokerPump
+	parked := up.brokerParked
 	up.mu.Unlock()
-	close(up.done)
-	if bp != nil {
-		bp.wake()
+	up.wg.Done()
+	if parked {
+		up.parked.bp.Ready()
 	}
 }
 
@@ -192,7 +195,7 @@ func (up *clientSide) finish() {
 //
 // It reports whether the copy goes on in a pump (see parkClient), which
 // then ends the client's side; otherwise the caller does.
-func (d *Dialer) copyFromClient(ctx context.Context, ps park.Stream, client net.Conn, b *pendingBroker, watch *connectWatch, up *clientSide, cancelDial context.CancelFunc) bool {
+func (d *Dialer) copyFromClient(ctx context.Context, client net.Conn, b *pendingBroker, watch *connectWatch, up *clientSide, cancelDial context.CancelFunc) bool {
 	buf := make([]byte, smallCopySize)
 	if watch != nil {
 		up.broken, up.err = watch.watch(ctx, client, b, up, buf)
@@ -220,7 +223,7 @@ func (d *Dialer) copyFromClient(ctx context.Context, ps park.Stream, client net.
 	if watch != nil {
 		tracker = &up.tracker
 	}
-	if d.parkClient(ctx, ps, client, broker, tracker, up) {
+	if d.parkClient(broker, tracker, up) {
 		return true
 	}
 	_, writeErr := d.copyStream(broker, client, buf, tracker)

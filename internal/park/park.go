@@ -50,6 +50,9 @@ func (wouldBlock) Error() string   { return "park: no bytes waiting" }
 func (wouldBlock) Timeout() bool   { return true }
 func (wouldBlock) Temporary() bool { return true }
 
+// Readier is told that a Waiter's descriptor is readable.
+type Readier interface{ Ready() }
+
 // Lookup returns c as a Stream, when it is a stream of package mqttws that
 // can be parked: set by package mqttws.
 var Lookup = func(c net.Conn) (Stream, bool) { return nil, false }

@@ -15,13 +15,14 @@ import (
 // Supported reports whether parking works on this system.
 const Supported = true
 
-// Waiter waits for one descriptor to become readable, and calls its ready
-// function once per Arm when it is (or when it fails or hangs up). ready
-// runs on the poller's goroutine: it must not block.
+// Waiter waits for one descriptor to become readable, and calls its
+// Readier's Ready once per Arm when it is (or when it fails or hangs up).
+// Ready runs on the poller's goroutine: it must not block. The zero Waiter
+// is ready for Init.
 type Waiter struct {
 	rc    syscall.RawConn
 	key   uint64
-	ready func()
+	r     Readier
 	added atomic.Bool // the descriptor is in the epoll set
 }
 
@@ -73,22 +74,22 @@ func (p *poller) init() error {
 	return p.initErr
 }
 
-// NewWaiter registers rc's descriptor, disarmed: ready is called only after
-// Arm.
-func NewWaiter(rc syscall.RawConn, ready func()) (*Waiter, error) {
+// Init registers rc's descriptor with w, disarmed: r.Ready is called only
+// after Arm. Close must follow, once w is no longer armed.
+func (w *Waiter) Init(rc syscall.RawConn, r Readier) error {
 	if err := the.init(); err != nil {
-		return nil, err
+		return err
 	}
 	the.mu.Lock()
 	defer the.mu.Unlock()
-	w := &Waiter{rc: rc, key: the.next, ready: ready}
+	w.rc, w.key, w.r = rc, the.next, r
 	the.next++
 	the.waiters[w.key] = w
 	if !the.running {
 		the.running = true
 		go the.loop()
 	}
-	return w, nil
+	return nil
 }
 
 // errClosed is Arm's error once the descriptor is closed.
@@ -190,7 +191,7 @@ func (p *poller) loop() {
 				continue
 			}
 			if w := p.waiters[key]; w != nil {
-				w.ready()
+				w.r.Ready()
 			}
 		}
 		if len(p.waiters) == 0 {
@@ -201,3 +202,6 @@ func (p *poller) loop() {
 		p.mu.Unlock()
 	}
 }
+
+// RawConn returns the raw connection w waits for.
+func (w *Waiter) RawConn() syscall.RawConn { return w.rc }

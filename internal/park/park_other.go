@@ -13,9 +13,9 @@ const Supported = false
 // Waiter is not available on this system.
 type Waiter struct{}
 
-// NewWaiter fails on this system.
-func NewWaiter(syscall.RawConn, func()) (*Waiter, error) {
-	return nil, errors.New("park: not supported on this system")
+// Init fails on this system.
+func (w *Waiter) Init(syscall.RawConn, Readier) error {
+	return errors.New("park: not supported on this system")
 }
 
 // Arm does nothing on this system.
@@ -28,3 +28,6 @@ func ReadNow(syscall.RawConn, []byte) (int, error) {
 
 // Close does nothing on this system.
 func (w *Waiter) Close() {}
+
+// RawConn returns nil on this system.
+func (w *Waiter) RawConn() syscall.RawConn { return nil }
