@@ -224,7 +224,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	ctx, cancel := newStreamContext(parent)
 	s := newStream(conn, src, streamConfig{
 		pool:             h.bufferPool(),
 		subprotocol:      subprotocol,

@@ -212,7 +212,11 @@ func (d *Dialer) parkClient(broker net.Conn, tracker *packetTracker, up *clientS
 	}
 	// The stream's context ends when it closes (keepalive, Shutdown, a
 	// close by the broker's side): the pump must then meet the end.
-	r.stop = context.AfterFunc(ctx, r.cp.Ready)
+	if af, ok := ctx.(interface{ AfterFunc(func()) func() bool }); ok {
+		r.stop = af.AfterFunc(r.cp.Ready) // the handler's: no goroutine, no child context
+	} else {
+		r.stop = context.AfterFunc(ctx, r.cp.Ready)
+	}
 	r.cp.run()
 	return true
 }
