@@ -1,6 +1,7 @@
 package mqttws
 
 import (
+	"errors"
 	"net"
 	"sync/atomic"
 	"syscall"
@@ -16,15 +17,15 @@ func init() { park.Lookup = lookupParkable }
 type parkable struct{ s *Stream }
 
 // lookupParkable returns c as a park.Stream when it is a Stream over a
-// hijacked plain TCP connection (not TLS: its records hold bytes the
-// descriptor no longer shows), uncompressed (an inflater cannot resume a
+// hijacked *net.TCPConn or *net.UnixConn (not TLS, nor a listener's wrapper:
+// they may hold bytes the descriptor no longer shows), uncompressed (an inflater cannot resume a
 // read cut short), served by a Handler that may let go of it.
 func lookupParkable(c net.Conn) (park.Stream, bool) {
 	s, ok := c.(*Stream)
 	if !ok || s.handler == nil || s.deflate != nil {
 		return nil, false
 	}
-	if _, ok := s.conn.(syscall.Conn); !ok {
+	if _, ok := park.RawConn(s.conn); !ok {
 		return nil, false
 	}
 	return parkable{s}, true
@@ -32,7 +33,11 @@ func lookupParkable(c net.Conn) (park.Stream, bool) {
 
 // RawConn returns the hijacked connection's.
 func (p parkable) RawConn() (syscall.RawConn, error) {
-	return p.s.conn.(syscall.Conn).SyscallConn()
+	rc, ok := park.RawConn(p.s.conn)
+	if !ok {
+		return nil, errors.New("mqttws: the stream's connection is not a plain socket")
+	}
+	return rc, nil
 }
 
 // SetNonblocking switches the stream's source between the connection and
@@ -46,8 +51,8 @@ func (p parkable) SetNonblocking(on bool) {
 		if !on {
 			return
 		}
-		rc, err := s.conn.(syscall.Conn).SyscallConn()
-		if err != nil {
+		rc, ok := park.RawConn(s.conn)
+		if !ok {
 			return // closed: reads meet that
 		}
 		nb.conn, nb.rc = s.conn, rc

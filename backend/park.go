@@ -47,9 +47,10 @@ type pump struct {
 	w    park.Waiter
 	side pumpSide
 
-	mu    sync.Mutex
-	state pumpState
-	again bool // woken while running: look again before parking
+	mu       sync.Mutex
+	state    pumpState
+	again    bool // woken while running: look again before parking
+	blocking bool // the epoll set failed: read as a goroutine would
 }
 
 // init registers a running pump of side on rc; it reports false when rc
@@ -79,7 +80,7 @@ func (p *pump) Ready() {
 func (p *pump) run() {
 	for {
 		p.mu.Lock()
-		nonblocking := p.side.mayPark()
+		nonblocking := !p.blocking && p.side.mayPark()
 		p.again = false
 		p.mu.Unlock()
 		idle, ok := p.side.step(nonblocking)
@@ -101,7 +102,7 @@ func (p *pump) run() {
 // reports whether it did, after which the goroutine must return.
 func (p *pump) park() bool {
 	p.mu.Lock()
-	if p.again || !p.side.mayPark() {
+	if p.again || p.blocking || !p.side.mayPark() {
 		p.mu.Unlock()
 		return false
 	}
@@ -110,13 +111,15 @@ func (p *pump) park() bool {
 	if p.w.Arm() == nil {
 		return true
 	}
-	// The connection is closed: read on, to meet the end.
+	// The connection is closed (reading on meets the end), or the epoll set
+	// failed (reading on waits as a goroutine would).
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.state != pumpParked {
 		return true // woken meanwhile: that goroutine runs the pump
 	}
 	p.state = pumpRunning
+	p.blocking = true
 	return false
 }
 

@@ -75,6 +75,7 @@ func (d *Dialer) relay(ctx context.Context, client net.Conn, b *pendingBroker, w
 		return failure
 	}
 	broker, node := up.answer.current(b)
+	up.doneWithAnswer()
 	b.route, b.failed = nil, nil // no other node is tried now: let them go
 
 	// An error writing to the client is the client's end, not the broker's
@@ -170,8 +171,20 @@ type clientSide struct {
 	mu           sync.Mutex
 	over         bool // the client's side ended
 	brokerParked bool // the broker's side runs in parked.bp
+	answerDone   int  // the sides done with answer, which is dropped after both
 
 	parked parkedRelay // the pumps, when the relay is parked (park.go)
+}
+
+// doneWithAnswer notes that a side no longer uses up.answer; after both,
+// it is let go, so that a long connection does not keep it.
+func (up *clientSide) doneWithAnswer() {
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	up.answerDone++
+	if up.answerDone == 2 {
+		up.answer = nil
+	}
 }
 
 // finish records the end of the client's side and wakes the broker's, when
@@ -219,6 +232,7 @@ func (d *Dialer) copyFromClient(ctx context.Context, client net.Conn, b *pending
 		return false
 	}
 	broker, _ := up.answer.current(b)
+	up.doneWithAnswer()
 	var tracker *packetTracker
 	if watch != nil {
 		tracker = &up.tracker

@@ -57,8 +57,9 @@ type Readier interface{ Ready() }
 // can be parked: set by package mqttws.
 var Lookup = func(c net.Conn) (Stream, bool) { return nil, false }
 
-// RawConn returns c's raw connection when c is a plain TCP or unix socket
-// (not TLS, whose records buffer bytes the descriptor no longer shows).
+// RawConn returns c's raw connection when c is exactly a *net.TCPConn or a
+// *net.UnixConn: not TLS, nor any wrapper, which may buffer bytes the
+// descriptor no longer shows.
 func RawConn(c net.Conn) (syscall.RawConn, bool) {
 	switch c := c.(type) {
 	case *net.TCPConn:
