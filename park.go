@@ -3,7 +3,6 @@ package mqttws
 import (
 	"errors"
 	"net"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/mqttws/mqttws/internal/park"
@@ -40,31 +39,6 @@ func (p parkable) RawConn() (syscall.RawConn, error) {
 	return rc, nil
 }
 
-// SetNonblocking switches the stream's source between the connection and
-// nonblocking reads of its descriptor.
-func (p parkable) SetNonblocking(on bool) {
-	s := p.s
-	s.readMu.Lock()
-	defer s.readMu.Unlock()
-	nb := &s.nonblocking
-	if nb.conn == nil {
-		if !on {
-			return
-		}
-		rc, ok := park.RawConn(s.conn)
-		if !ok {
-			return // closed: reads meet that
-		}
-		nb.conn, nb.rc = s.conn, rc
-		if pr, isPrefixed := s.fr.buf.src.(*prefixedReader); isPrefixed {
-			pr.src = nb
-		} else {
-			s.fr.buf.src = nb
-		}
-	}
-	nb.on.Store(on)
-}
-
 // Detach lets backend return park.ErrDetached from ServeStream, when it is
 // the handler's Backend itself; the stream is then closed and logged when
 // finish is called.
@@ -74,19 +48,4 @@ func (p parkable) Detach(backend any) (finish func(error), ok bool) {
 		return nil, false
 	}
 	return func(err error) { s.handler.finish(s, err) }, true
-}
-
-// nonblockingReader reads conn, or while on is set, reads its descriptor
-// without waiting (park.ReadNow).
-type nonblockingReader struct {
-	conn net.Conn
-	rc   syscall.RawConn
-	on   atomic.Bool
-}
-
-func (r *nonblockingReader) Read(p []byte) (int, error) {
-	if !r.on.Load() {
-		return r.conn.Read(p)
-	}
-	return park.ReadNow(r.rc, p)
 }

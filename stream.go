@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/mqttws/mqttws/internal/park"
 )
 
 // ErrStreamClosed is returned by Stream.Write once the stream is closed or a
@@ -35,9 +34,8 @@ type Stream struct {
 	closeTimeout time.Duration
 	cancel       context.CancelFunc // ends the backend's context
 	start        time.Time
-	handler      *Handler          // serves the stream in a goroutine it may let go of; nil over HTTP/2
-	detached     atomic.Bool       // the backend serves on after ServeStream returned
-	nonblocking  nonblockingReader // the source of a parked relay's reads (park.go)
+	handler      *Handler    // serves the stream in a goroutine it may let go of; nil over HTTP/2
+	detached     atomic.Bool // the backend serves on after ServeStream returned
 
 	readMu  sync.Mutex
 	fr      frameReader
@@ -236,8 +234,6 @@ func (s *Stream) readBuffered(p []byte) int {
 func (s *Stream) readFailed(err error) error {
 	var ce *CloseError
 	switch {
-	case err == park.ErrWouldBlock: // a parked relay's read found nothing (park.go)
-		return err
 	case isTimeout(err) && !s.closing.Load():
 		return err
 	case errors.Is(err, errCloseInMessage):

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -15,10 +14,17 @@ import (
 
 // A relay whose client is an mqttws stream over plain TCP, and whose broker
 // connection is plain TCP or a unix socket, copies each way with a pump
-// instead of a goroutine blocked in Read (on linux: see package park): an
-// idle connection then holds no goroutine, no stack and no copy buffer. A
-// pump runs a goroutine only while its side has bytes to copy, reading
-// without waiting until none are left, or while its side meets its end.
+// instead of a goroutine blocked in Read for the connection's life (on
+// linux: see package park): an idle connection then holds no goroutine, no
+// stack and no copy buffer. A pump runs a goroutine while its side has
+// bytes to copy, and for pumpLinger after the last ones, so that a busy
+// connection goes on as a goroutine would (Go's netpoller wakes it, at no
+// extra cost per packet); it parks once its side was idle that long, and
+// while parked, bytes arriving start a goroutine again.
+
+// pumpLinger is how long a side waits for more bytes, in a goroutine,
+// before it parks.
+const pumpLinger = 20 * time.Millisecond
 
 // pumpState is where a pump is.
 type pumpState uint8
@@ -31,10 +37,10 @@ const (
 
 // pumpSide is the copy a pump runs.
 type pumpSide interface {
-	// step reads once and writes what it read: without waiting for bytes
-	// while nonblocking, when it reports idle once none are left. It
-	// reports !ok once the side ended.
-	step(nonblocking bool) (idle, ok bool)
+	// step reads once and writes what it read. While linger is set, reads
+	// wait for bytes at most pumpLinger after the last ones, and step then
+	// reports idle. It reports !ok once the side ended.
+	step(linger bool) (idle, ok bool)
 	// mayPark reports whether the side may park, with the pump's mu held:
 	// a side that must meet its end soon reads on, within a deadline.
 	mayPark() bool
@@ -76,14 +82,14 @@ func (p *pump) Ready() {
 	}
 }
 
-// run copies until no byte is waiting, then parks.
+// run copies until its side has been idle for pumpLinger, then parks.
 func (p *pump) run() {
 	for {
 		p.mu.Lock()
-		nonblocking := !p.blocking && p.side.mayPark()
+		linger := !p.blocking && p.side.mayPark()
 		p.again = false
 		p.mu.Unlock()
-		idle, ok := p.side.step(nonblocking)
+		idle, ok := p.side.step(linger)
 		if !ok {
 			p.mu.Lock()
 			p.state = pumpDone
@@ -154,6 +160,36 @@ type parkedRelay struct {
 	readErr  error // that ended the broker's side
 	gone     bool  // the client's stream failed a write
 	cp, bp   pump  // the client's and the broker's
+
+	// Each side lingers for pumpLinger in a blocking read before it parks.
+	lingering, active, large    bool // the client's side: a deadline is set; bytes came since; reads go to a large buffer
+	bLingering, bActive, bLarge bool // the broker's side's
+}
+
+// largeNext tells whether the read after one of n bytes, into a large
+// buffer or not, goes to a large buffer: as in copyStream, from a small
+// read that filled its buffer until a large one that would have fit in a
+// small one.
+func largeNext(large bool, n int) bool {
+	if large {
+		return n > smallCopySize
+	}
+	return n == smallCopySize
+}
+
+// pumpBuffer returns a copy buffer from the Dialer's pools, and the pool it
+// goes back to: a large one while data streams (see largeNext), a small
+// one otherwise, so that the sides lingering for more bytes hold 512 bytes
+// each, not 16 KiB.
+func (d *Dialer) pumpBuffer(large bool) (*[]byte, *sync.Pool) {
+	if large {
+		return d.largeBuffer(), &d.largeBuffers
+	}
+	if b, ok := d.smallBuffers.Get().(*[]byte); ok {
+		return b, &d.smallBuffers
+	}
+	b := make([]byte, smallCopySize)
+	return &b, &d.smallBuffers
 }
 
 // clientPump is the client's side of a parked relay: stream to broker.
@@ -162,12 +198,16 @@ type clientPump parkedRelay
 // brokerPump is the broker's side of a parked relay: broker to stream.
 type brokerPump parkedRelay
 
-func (c *clientPump) step(nonblocking bool) (idle, ok bool) {
-	c.ps.SetNonblocking(nonblocking)
-	buf := c.d.largeBuffer()
-	defer c.d.largeBuffers.Put(buf)
+func (c *clientPump) step(linger bool) (idle, ok bool) {
+	if !c.lingerUntil(linger) {
+		return true, true
+	}
+	buf, pool := c.d.pumpBuffer(c.large)
+	defer pool.Put(buf)
 	n, err := c.client.Read(*buf)
+	c.large = largeNext(c.large, n)
 	if n > 0 {
+		c.active = true
 		if c.tracker != nil {
 			c.tracker.feed((*buf)[:n])
 		}
@@ -176,10 +216,43 @@ func (c *clientPump) step(nonblocking bool) (idle, ok bool) {
 			return false, false
 		}
 	}
-	if nonblocking && errors.Is(err, park.ErrWouldBlock) {
-		return true, true
+	if linger && isTimeout(err) {
+		return c.lingered(), true
 	}
 	return false, err == nil
+}
+
+// lingerUntil sets the read deadline that ends a lingering read, once per
+// pumpLinger, or clears it once the pump no longer lingers. It reports
+// false when the stream began closing meanwhile: the pump must look again.
+func (c *clientPump) lingerUntil(linger bool) bool {
+	switch {
+	case linger && !c.lingering:
+		c.lingering, c.active = true, false
+		_ = c.client.SetReadDeadline(time.Now().Add(pumpLinger))
+		if c.ctx.Err() != nil {
+			// CloseWith may have set its deadline before this one: the
+			// close's timer bounds the reads from now on.
+			_ = c.client.SetReadDeadline(time.Time{})
+			c.lingering = false
+			return false
+		}
+	case !linger && c.lingering:
+		c.lingering = false
+		_ = c.client.SetReadDeadline(time.Time{}) // the close's timer bounds the reads
+	}
+	return true
+}
+
+// lingered handles the end of a lingering read: it reports whether the
+// side was idle for pumpLinger, and may park.
+func (c *clientPump) lingered() (idle bool) {
+	c.lingering = false
+	if c.active {
+		return false // bytes moved meanwhile: linger on
+	}
+	_ = c.client.SetReadDeadline(time.Time{})
+	return true
 }
 
 // mayPark: once the stream is closing, nothing would wake a parked pump
@@ -188,7 +261,6 @@ func (c *clientPump) mayPark() bool { return c.ctx.Err() == nil }
 
 func (c *clientPump) end() {
 	c.stop()
-	c.ps.SetNonblocking(false) // the handler reads up to the client's close reply
 	c.d.clientEnded(c.toBroker, c.writeErr, c.up)
 	c.up.finish()
 }
@@ -224,28 +296,35 @@ func (d *Dialer) parkClient(broker net.Conn, tracker *packetTracker, up *clientS
 	return true
 }
 
-func (b *brokerPump) step(nonblocking bool) (idle, ok bool) {
-	buf := b.d.largeBuffer()
-	defer b.d.largeBuffers.Put(buf)
-	var n int
-	var err error
-	if nonblocking {
-		n, err = park.ReadNow(b.bp.w.RawConn(), *buf)
-		if errors.Is(err, park.ErrWouldBlock) {
-			return true, true
-		}
-		var se *os.SyscallError
-		if errors.As(err, &se) {
-			err = &net.OpError{Op: "read", Net: b.broker.LocalAddr().Network(), Source: b.broker.LocalAddr(), Addr: b.broker.RemoteAddr(), Err: err}
-		}
-	} else {
-		n, err = b.broker.Read(*buf)
+func (b *brokerPump) step(linger bool) (idle, ok bool) {
+	if linger && !b.bLingering {
+		b.bLingering, b.bActive = true, false
+		_ = b.broker.SetReadDeadline(time.Now().Add(pumpLinger))
 	}
+	buf, pool := b.d.pumpBuffer(b.bLarge)
+	defer pool.Put(buf)
+	n, err := b.broker.Read(*buf)
+	b.bLarge = largeNext(b.bLarge, n)
 	if n > 0 {
+		b.bActive = true
 		if _, werr := b.client.Write((*buf)[:n]); werr != nil {
 			b.gone = true
 			return false, false
 		}
+	}
+	if linger && isTimeout(err) {
+		b.bLingering = false
+		if b.bActive {
+			return false, true
+		}
+		b.up.mu.Lock()
+		defer b.up.mu.Unlock()
+		if !b.up.over {
+			// Once the client's side ended, its brokerLinger deadline
+			// stays; until then the deadline is the pump's own.
+			_ = b.broker.SetReadDeadline(time.Time{})
+		}
+		return true, true
 	}
 	if errors.Is(err, io.EOF) {
 		return false, false

@@ -25,11 +25,6 @@ var ErrDetached = errors.New("park: the backend serves the stream detached")
 type Stream interface {
 	// RawConn returns the hijacked connection the stream reads from.
 	RawConn() (syscall.RawConn, error)
-	// SetNonblocking makes the stream's Read, while on is true, return
-	// ErrWouldBlock instead of waiting for the connection: bytes already
-	// read are returned first, and a frame cut short waits in the stream's
-	// buffer for the next call.
-	SetNonblocking(on bool)
 	// Detach lets backend's ServeStream return ErrDetached: the handler
 	// then serves the stream until finish is called with the backend's
 	// result. It reports false unless backend is the handler's Backend
@@ -38,17 +33,6 @@ type Stream interface {
 	// HTTP/2 stream lives as long as its ServeHTTP).
 	Detach(backend any) (finish func(error), ok bool)
 }
-
-// ErrWouldBlock is what a read that would have to wait for bytes returns in
-// nonblocking mode. It is a timeout (net.Error), so that a Read that meets
-// it may be called again.
-var ErrWouldBlock error = wouldBlock{}
-
-type wouldBlock struct{}
-
-func (wouldBlock) Error() string   { return "park: no bytes waiting" }
-func (wouldBlock) Timeout() bool   { return true }
-func (wouldBlock) Temporary() bool { return true }
 
 // Readier is told that a Waiter's descriptor is readable.
 type Readier interface{ Ready() }

@@ -5,8 +5,6 @@ package park
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -129,34 +127,6 @@ func (w *Waiter) Arm() error {
 	return nil
 }
 
-// ReadNow reads once from rc's descriptor without waiting: it returns
-// ErrWouldBlock when no byte is there, io.EOF at the end of the stream, and
-// an error of the connection (net.ErrClosed once it is closed, a timeout
-// once its read deadline passed).
-func ReadNow(rc syscall.RawConn, p []byte) (int, error) {
-	var n int
-	var rerr error
-	err := rc.Read(func(fd uintptr) bool {
-		for {
-			n, rerr = syscall.Read(int(fd), p)
-			if rerr != syscall.EINTR {
-				return true
-			}
-		}
-	})
-	switch {
-	case err != nil:
-		return 0, err
-	case rerr == syscall.EAGAIN:
-		return 0, ErrWouldBlock
-	case rerr != nil:
-		return 0, os.NewSyscallError("read", rerr)
-	case n == 0 && len(p) > 0:
-		return 0, io.EOF
-	}
-	return n, nil
-}
-
 // Close unregisters the waiter: ready is not called after it returns,
 // unless a call is under way.
 func (w *Waiter) Close() {
@@ -202,6 +172,3 @@ func (p *poller) loop() {
 		p.mu.Unlock()
 	}
 }
-
-// RawConn returns the raw connection w waits for.
-func (w *Waiter) RawConn() syscall.RawConn { return w.rc }

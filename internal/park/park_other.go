@@ -21,13 +21,6 @@ func (w *Waiter) Init(syscall.RawConn, Readier) error {
 // Arm does nothing on this system.
 func (w *Waiter) Arm() error { return errors.New("park: not supported on this system") }
 
-// ReadNow fails on this system.
-func ReadNow(syscall.RawConn, []byte) (int, error) {
-	return 0, errors.New("park: not supported on this system")
-}
 
 // Close does nothing on this system.
 func (w *Waiter) Close() {}
-
-// RawConn returns nil on this system.
-func (w *Waiter) RawConn() syscall.RawConn { return nil }
