@@ -21,6 +21,5 @@ func (w *Waiter) Init(syscall.RawConn, Readier) error {
 // Arm does nothing on this system.
 func (w *Waiter) Arm() error { return errors.New("park: not supported on this system") }
 
-
 // Close does nothing on this system.
 func (w *Waiter) Close() {}
