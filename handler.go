@@ -3,6 +3,7 @@ package mqttws
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/mqttws/mqttws/internal/park"
 )
 
 // Defaults of the Handler fields whose zero value means "the default".
@@ -226,7 +228,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	ctx, cancel := newStreamContext(parent)
 	s := newStream(conn, src, streamConfig{
 		pool:             h.bufferPool(),
 		subprotocol:      subprotocol,
@@ -266,6 +268,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// The stream runs in its own goroutine so that net/http's per-request
 	// state (buffers, request, response) is freed once ServeHTTP returns.
+	s.handler = h
 	go h.serve(ctx, s)
 }
 
@@ -349,10 +352,20 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) (string, context
 	return subprotocol, parent, nil
 }
 
-// serve runs the backend on s and closes s after it.
+// serve runs the backend on s and closes s after it, unless the backend
+// detached the stream (see park.Stream), which then calls finish.
 func (h *Handler) serve(ctx context.Context, s *Stream) {
-	defer h.untrack(s)
 	err := h.runBackend(ctx, s)
+	if errors.Is(err, park.ErrDetached) && s.detached.Load() {
+		return
+	}
+	h.finish(s, err)
+}
+
+// finish closes s once its backend returned err, reads up to the client's
+// close reply, and logs the connection's end.
+func (h *Handler) finish(s *Stream, err error) {
+	defer h.untrack(s)
 	code, reason := closeCodeOf(err)
 	_ = s.CloseWith(code, reason)
 	// The backend reads no more: read up to the client's close reply here,

@@ -71,6 +71,7 @@ func (k *keepalive) dataRead() {
 	k.mu.Lock()
 	if k.deadline != nil {
 		k.deadline.Stop()
+		k.deadline = nil // an idle connection holds one timer, not two
 	}
 	k.mu.Unlock()
 }

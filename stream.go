@@ -34,6 +34,8 @@ type Stream struct {
 	closeTimeout time.Duration
 	cancel       context.CancelFunc // ends the backend's context
 	start        time.Time
+	handler      *Handler    // serves the stream in a goroutine it may let go of; nil over HTTP/2
+	detached     atomic.Bool // the backend serves on after ServeStream returned
 
 	readMu  sync.Mutex
 	fr      frameReader
@@ -46,7 +48,6 @@ type Stream struct {
 	writeErr       error // set once a write failed
 	closeSent      bool  // no data may follow a close frame
 	writeFrameSize int
-	closeBody      [ws.MaxControlFramePayloadSize]byte
 
 	writeTimeout  time.Duration
 	writeDeadline atomic.Int64 // the deadline set through the stream, Unix ns; 0: none
@@ -399,10 +400,11 @@ func (s *Stream) sendClose(code CloseCode, reason string) {
 		return
 	}
 	s.closeSent = true
-	body := s.closeBody[:0]
+	// Allocated here, once per stream, rather than held in every Stream.
+	var body []byte
 	if code != 0 {
 		reason = truncateReason(reason)
-		body = s.closeBody[:2+len(reason)]
+		body = make([]byte, 2+len(reason))
 		ws.PutCloseFrameBody(body, ws.StatusCode(code), reason)
 	}
 	s.closeMu.Lock()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mqttws/mqttws"
+	"github.com/mqttws/mqttws/internal/park"
 )
 
 // Copy buffer sizes: a relay reads into a small buffer while traffic is
@@ -41,16 +42,17 @@ func (d *Dialer) relay(ctx context.Context, client net.Conn, b *pendingBroker, w
 	if watch != nil {
 		up.answer.timeout = d.connackTimeout()
 	}
-	var wg sync.WaitGroup
-	wg.Add(1)
+	up.parked = parkedRelay{d: d, ctx: ctx, ps: d.parking(client), client: client, up: up}
+	up.wg.Add(1)
 	go func() {
-		defer wg.Done()
-		d.copyFromClient(ctx, client, b, watch, up, cancelDial)
+		if !d.copyFromClient(ctx, client, b, watch, up, cancelDial) {
+			up.finish()
+		}
 	}()
 
 	<-b.done
 	if b.err != nil {
-		wg.Wait() // a failed dial ends the client's side too
+		up.wg.Wait() // a failed dial ends the client's side too
 		switch {
 		case up.broken != nil:
 			return up.broken
@@ -66,13 +68,14 @@ func (d *Dialer) relay(ctx context.Context, client net.Conn, b *pendingBroker, w
 	if failure != nil {
 		ended := ctx.Err() != nil
 		closeClient(client, failure.Code, failure.Reason)
-		wg.Wait()
+		up.wg.Wait()
 		if ended || (up.err != nil && !errors.Is(up.err, errNoBroker)) {
 			return nil // the stream ended meanwhile
 		}
 		return failure
 	}
 	broker, node := up.answer.current(b)
+	up.doneWithAnswer()
 	b.route, b.failed = nil, nil // no other node is tried now: let them go
 
 	// An error writing to the client is the client's end, not the broker's
@@ -86,18 +89,28 @@ func (d *Dialer) relay(ctx context.Context, client net.Conn, b *pendingBroker, w
 	switch {
 	case clientGone:
 	case firstErr == nil:
+		if d.parkBroker(broker, node, up) {
+			return park.ErrDetached
+		}
 		var werr error
 		brokerErr, werr = d.copyStream(client, broker, buf, nil)
 		clientGone = werr != nil
 	case !errors.Is(firstErr, io.EOF):
 		brokerErr = firstErr
 	}
-	endedAt := time.Now()
+	return d.endRelay(ctx, client, broker, node, up, brokerErr, clientGone, time.Now())
+}
+
+// endRelay ends a relay whose broker side ended at endedAt, with brokerErr
+// from reading the broker, or with the client gone, and returns the relay's
+// result: it closes the broker and the client, with the code the end calls
+// for, and waits for the client's side to end.
+func (d *Dialer) endRelay(ctx context.Context, client, broker net.Conn, node *node, up *clientSide, brokerErr error, clientGone bool, endedAt time.Time) error {
 	waited := false
 	if errors.Is(brokerErr, net.ErrClosed) {
 		// The client's side closed the broker connection as it ended:
 		// its reason decides.
-		wg.Wait()
+		up.wg.Wait()
 		waited = true
 	}
 	_ = broker.Close()
@@ -124,7 +137,7 @@ func (d *Dialer) relay(ctx context.Context, client net.Conn, b *pendingBroker, w
 	// Closing the client ends the other copy, which is reading from it.
 	closeClient(client, code, reason)
 	if !waited {
-		wg.Wait()
+		up.wg.Wait()
 	}
 	return result
 }
@@ -145,13 +158,46 @@ func closeClient(client net.Conn, code mqttws.CloseCode, reason string) {
 }
 
 // clientSide is what the client's side of the relay shares with the
-// broker's: its results are read once it ended (wg.Wait), or atomically.
+// broker's: its results are read once it ended (wg.Wait), or
+// atomically.
 type clientSide struct {
 	answer  *answerWait
 	tracker packetTracker
 	ended   atomic.Bool        // the client's stream ended: the broker's close was asked for
 	broken  *mqttws.CloseError // the client broke the CONNECT rules
 	err     error              // why the client's side ended before the copy began
+	wg      sync.WaitGroup     // done once the client's side ended
+
+	mu           sync.Mutex
+	over         bool // the client's side ended
+	brokerParked bool // the broker's side runs in parked.bp
+	answerDone   int  // the sides done with answer, which is dropped after both
+
+	parked parkedRelay // the pumps, when the relay is parked (park.go)
+}
+
+// doneWithAnswer notes that a side no longer uses up.answer; after both,
+// it is let go, so that a long connection does not keep it.
+func (up *clientSide) doneWithAnswer() {
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	up.answerDone++
+	if up.answerDone == 2 {
+		up.answer = nil
+	}
+}
+
+// finish records the end of the client's side and wakes the broker's, when
+// it is parked, to give the broker brokerLinger to close in turn.
+func (up *clientSide) finish() {
+	up.mu.Lock()
+	up.over = true
+	parked := up.brokerParked
+	up.mu.Unlock()
+	up.wg.Done()
+	if parked {
+		up.parked.bp.Ready()
+	}
 }
 
 // copyFromClient is the client's side of the relay: it watches the CONNECT
@@ -159,7 +205,10 @@ type clientSide struct {
 // the CONNECT may be sent again, and copies the client to it until the
 // client ends; then it half-closes the broker's connection, or closes it
 // when the client broke the CONNECT rules.
-func (d *Dialer) copyFromClient(ctx context.Context, client net.Conn, b *pendingBroker, watch *connectWatch, up *clientSide, cancelDial context.CancelFunc) {
+//
+// It reports whether the copy goes on in a pump (see parkClient), which
+// then ends the client's side; otherwise the caller does.
+func (d *Dialer) copyFromClient(ctx context.Context, client net.Conn, b *pendingBroker, watch *connectWatch, up *clientSide, cancelDial context.CancelFunc) bool {
 	buf := make([]byte, smallCopySize)
 	if watch != nil {
 		up.broken, up.err = watch.watch(ctx, client, b, up, buf)
@@ -172,22 +221,34 @@ func (d *Dialer) copyFromClient(ctx context.Context, client net.Conn, b *pending
 		if up.broken == nil && up.err == nil {
 			up.err = errNoBroker
 		}
-		return
+		return false
 	}
 	if up.broken != nil || up.err != nil {
 		up.answer.abandon(b)
-		return
+		return false
 	}
 	if err := up.answer.wait(ctx, b); err != nil {
 		up.err = err
-		return
+		return false
 	}
 	broker, _ := up.answer.current(b)
+	up.doneWithAnswer()
 	var tracker *packetTracker
 	if watch != nil {
 		tracker = &up.tracker
 	}
-	if _, writeErr := d.copyStream(broker, client, buf, tracker); writeErr == nil {
+	if d.parkClient(broker, tracker, up) {
+		return true
+	}
+	_, writeErr := d.copyStream(broker, client, buf, tracker)
+	d.clientEnded(broker, writeErr, up)
+	return false
+}
+
+// clientEnded half-closes the broker's connection once the client's copy
+// to it ended with writeErr, or closes it when it cannot half-close.
+func (d *Dialer) clientEnded(broker net.Conn, writeErr error, up *clientSide) {
+	if writeErr == nil {
 		up.ended.Store(true) // the client ended, not the broker
 	}
 	if !closeWrite(broker) {

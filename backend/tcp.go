@@ -135,6 +135,7 @@ type Dialer struct {
 
 	next         atomic.Uint32 // the live node the next stream starts at
 	largeBuffers sync.Pool     // of *[]byte of largeCopySize
+	smallBuffers sync.Pool     // of *[]byte of smallCopySize, for parked relays
 	nodesMu      sync.Mutex
 	nodes        []*node // one per address, built on first use
 }

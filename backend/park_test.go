@@ -1,0 +1,120 @@
+//go:build linux
+
+package backend_test
+
+import (
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/mqttws/mqttws"
+	"github.com/mqttws/mqttws/backend"
+	"github.com/mqttws/mqttws/internal/testbroker"
+)
+
+// relayGoroutines counts the goroutines running a relay or reading a
+// stream for one.
+func relayGoroutines() (int, string) {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	var seen []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "mqttws/backend.") || strings.Contains(g, "mqttws.(*Handler).serve") {
+			count++
+			seen = append(seen, g)
+		}
+	}
+	return count, strings.Join(seen, "\n\n")
+}
+
+// expectRelayGoroutines waits up to 5s for want relay goroutines.
+func expectRelayGoroutines(t *testing.T, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, stacks := relayGoroutines()
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d relay goroutines, want %d:\n\n%s", got, want, stacks)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// An idle relay to a broker over TCP holds no goroutine: both directions
+// wait in the epoll set, and traffic either way, a WebSocket ping and its
+// pong included, runs a goroutine only while bytes move. Not parallel: it
+// counts every relay goroutine of the process.
+func TestIdleRelayHoldsNoGoroutine(t *testing.T) {
+	broker := testbroker.StartMosquitto(t)
+	srv := testbroker.Serve(t, &mqttws.Handler{
+		Backend:      logged(t, &backend.Dialer{Addresses: []string{broker}}),
+		PingInterval: 300 * time.Millisecond,
+	})
+	const n = 20
+	clients := make([]*testbroker.WSClient, n)
+	for i := range clients {
+		c := testbroker.DialWS(t, srv.URL)
+		if err := c.WriteFrame(ws.NewBinaryFrame(testbroker.ConnectPacket(testbroker.ClientID("parked"), 60))); err != nil {
+			t.Fatal(err)
+		}
+		c.ExpectData(t, testbroker.ConnackAccepted)
+		clients[i] = c
+	}
+	expectRelayGoroutines(t, 0)
+
+	pingreq, pingresp := []byte{0xc0, 0x00}, []byte{0xd0, 0x00}
+	for _, c := range clients {
+		if err := c.WriteFrame(ws.NewBinaryFrame(pingreq)); err != nil {
+			t.Fatal(err)
+		}
+		c.ExpectData(t, pingresp)
+	}
+	expectRelayGoroutines(t, 0)
+
+	// Each client gets a WebSocket ping once idle for PingInterval; its
+	// pong wakes the relay, which parks again without an MQTT byte.
+	for i, c := range clients {
+		f, err := c.ReadFrame(5 * time.Second)
+		if err != nil {
+			t.Fatalf("client %d: waiting for a ping: %v", i, err)
+		}
+		if f.Header.OpCode != ws.OpPing {
+			t.Fatalf("client %d: got a %v frame, want a ping", i, f.Header.OpCode)
+		}
+		if err := c.WriteFrame(ws.NewPongFrame(f.Payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expectRelayGoroutines(t, 0)
+
+	// The relays still carry both ways, and end with the client's close.
+	for _, c := range clients {
+		if err := c.WriteFrame(ws.NewBinaryFrame(pingreq)); err != nil {
+			t.Fatal(err)
+		}
+		c.ExpectData(t, pingresp)
+		if err := c.WriteFrame(ws.NewBinaryFrame(testbroker.Disconnect)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.WriteFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))); err != nil {
+			t.Fatal(err)
+		}
+		c.ExpectClose(t, mqttws.CloseNormal, 5*time.Second)
+	}
+	expectRelayGoroutines(t, 0)
+	srv.WaitActiveStreams(0, 5*time.Second)
+}

@@ -1,0 +1,107 @@
+package mqttws
+
+import (
+	"context"
+	"slices"
+	"sync"
+)
+
+// streamContext is a stream's backend context: the values of its parent
+// (the request's context, or the one Authorize returned) without its
+// cancellation, canceled once the stream closes.
+//
+// It has an AfterFunc method, which package context uses for the contexts
+// derived from it (context.WithCancel, WithTimeout), so that they cost no
+// children map here; a backend may call it too (the parked relay does).
+// A context.WithCancel held for the connection's life cost an idle
+// connection about 400 bytes more.
+type streamContext struct {
+	context.Context // context.WithoutCancel(parent): values only
+
+	mu    sync.Mutex
+	done  chan struct{} // made on first use
+	err   error
+	funcs []*afterFunc // to run once canceled
+}
+
+// afterFunc is a function registered with streamContext.AfterFunc.
+type afterFunc struct{ f func() }
+
+// closedChan is the Done channel of a context canceled before anyone asked.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// newStreamContext returns a context with parent's values, and the
+// function that cancels it.
+func newStreamContext(parent context.Context) (*streamContext, context.CancelFunc) {
+	c := &streamContext{Context: context.WithoutCancel(parent)}
+	return c, c.cancel
+}
+
+// Done returns a channel closed once the stream closes.
+func (c *streamContext) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		if c.err != nil {
+			return closedChan
+		}
+		c.done = make(chan struct{})
+	}
+	return c.done
+}
+
+// Err returns context.Canceled once the stream closes, nil before.
+func (c *streamContext) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// AfterFunc arranges for f to run in its own goroutine once the context is
+// canceled (at once if it is), like context.AfterFunc; stop unregisters it
+// and reports whether it did so before f was started.
+func (c *streamContext) AfterFunc(f func()) (stop func() bool) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	}
+	a := &afterFunc{f: f}
+	c.funcs = append(c.funcs, a)
+	c.mu.Unlock()
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		i := slices.Index(c.funcs, a)
+		if i < 0 {
+			return false
+		}
+		c.funcs = slices.Delete(c.funcs, i, i+1)
+		return true
+	}
+}
+
+// cancel cancels the context once: Done is closed and the registered
+// functions start.
+func (c *streamContext) cancel() {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = context.Canceled
+	if c.done != nil {
+		close(c.done)
+	}
+	funcs := c.funcs
+	c.funcs = nil
+	c.mu.Unlock()
+	for _, a := range funcs {
+		go a.f()
+	}
+}
