@@ -55,7 +55,7 @@ step "staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 "$all"
 
 step "the root package imports gobwas/ws, klauspost/compress and the standard library only"
-deps=$(go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' . | grep -v -e '^github.com/mqttws/mqttws$' -e '^github.com/gobwas/' -e '^github.com/klauspost/compress/' || true)
+deps=$(go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' . | grep -v -e '^github.com/mqttws/mqttws$' -e '^github.com/mqttws/mqttws/internal/park$' -e '^github.com/gobwas/' -e '^github.com/klauspost/compress/' || true)
 if [ -n "$deps" ]; then
 	echo "unexpected dependencies of package mqttws:"; echo "$deps"; exit 1
 fi
