@@ -2,6 +2,7 @@ package mqttws
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"slices"
@@ -288,4 +289,65 @@ func FuzzParseHeader(f *testing.F) {
 			t.Fatalf("% x: %+v, ws.ReadHeader: %+v, %v", b, got, want, err)
 		}
 	})
+}
+
+// FuzzPutHeader checks putHeader against ws.WriteHeader.
+func FuzzPutHeader(f *testing.F) {
+	f.Add(true, byte(0), byte(2), int64(125), false, uint32(0))
+	f.Add(false, byte(4), byte(8), int64(70000), true, uint32(0x01020304))
+	f.Fuzz(func(t *testing.T, fin bool, rsv, op byte, length int64, masked bool, mask uint32) {
+		if length < 0 {
+			return
+		}
+		h := ws.Header{Fin: fin, Rsv: rsv & 7, OpCode: ws.OpCode(op & 0x0f), Length: length, Masked: masked}
+		if masked {
+			binary.BigEndian.PutUint32(h.Mask[:], mask)
+		}
+		var want bytes.Buffer
+		if err := ws.WriteHeader(&want, h); err != nil {
+			t.Fatal(err)
+		}
+		var b [ws.MaxHeaderSize]byte
+		if got := b[:putHeader(b[:], h)]; !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("%+v: % x, ws.WriteHeader: % x", h, got, want.Bytes())
+		}
+	})
+}
+
+// TestWritesAroundTheCopyLimit checks the frames the two write paths send
+// (a copy into a pooled buffer up to frameBufferSize, writev beyond) on a
+// real TCP connection: each payload arrives whole, in one final binary
+// frame, in order.
+func TestWritesAroundTheCopyLimit(t *testing.T) {
+	limit := frameBufferSize - ws.MaxHeaderSize
+	sizes := []int{1, 125, 126, limit - 1, limit, limit + 1, 65535, 65536, 200000}
+	s, client := testStream(t)
+	done := make(chan error, 1)
+	go func() {
+		for i, size := range sizes {
+			p := bytes.Repeat([]byte{byte(i + 1)}, size)
+			if _, err := s.Write(p); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i, size := range sizes {
+		f, err := ws.ReadFrame(client)
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		want := bytes.Repeat([]byte{byte(i + 1)}, size)
+		if !f.Header.Fin || f.Header.OpCode != ws.OpBinary || f.Header.Masked || f.Header.Rsv != 0 || !bytes.Equal(f.Payload, want) {
+			t.Fatalf("frame %d: %+v with %d bytes, want a final binary frame of %d bytes of %d", i, f.Header, len(f.Payload), size, i+1)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := s.framesOut.Load(); got != int64(len(sizes)) {
+		t.Fatalf("framesOut %d, want %d", got, len(sizes))
+	}
 }
