@@ -189,7 +189,6 @@ func (s *Stream) readLocked(p []byte) (int, error) {
 			return 0, s.readFailed(err)
 		}
 		if s.fr.nextBuffered() {
-			s.fr.frames++
 			continue
 		}
 		s.publishCounts() // next may wait for the network
@@ -247,7 +246,6 @@ func (s *Stream) readBuffered(p []byte) int {
 	for len(p) > 0 {
 		if s.fr.remaining == 0 {
 			if s.fr.nextBuffered() {
-				s.fr.frames++
 				continue
 			}
 			if !s.fr.dataHeaderBuffered() {
