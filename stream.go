@@ -152,8 +152,18 @@ func (s *Stream) readLocked(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, s.readErr
 	}
+	if s.readErr == nil && !s.fr.compressed {
+		if n := s.fr.readBufferedFrames(p); n > 0 {
+			s.fr.bytes += int64(n)
+			if !s.keepalive.gotData.Load() {
+				s.keepalive.dataRead()
+			}
+			return n, nil
+		}
+	}
 	for s.readErr == nil {
 		if s.fr.compressed {
+			s.publishCounts()
 			n, err := s.deflate.in.read(p)
 			if n > 0 {
 				s.bytesIn.Add(int64(n))
@@ -167,15 +177,22 @@ func (s *Stream) readLocked(p []byte) (int, error) {
 			continue // the message is over
 		}
 		if s.fr.remaining > 0 {
+			if s.fr.buf.buffered() == 0 {
+				s.publishCounts() // the read may wait for the network
+			}
 			n, err := s.fr.readPayload(p)
 			if n > 0 {
 				n += s.readBuffered(p[n:])
-				s.bytesIn.Add(int64(n))
+				s.fr.bytes += int64(n)
 				s.keepalive.dataRead()
 				return n, nil
 			}
 			return 0, s.readFailed(err)
 		}
+		if s.fr.nextBuffered() {
+			continue
+		}
+		s.publishCounts() // next may wait for the network
 		h, payload, err := s.nextFrame()
 		if err != nil {
 			return 0, s.readFailed(err)
@@ -190,6 +207,25 @@ func (s *Stream) readLocked(p []byte) (int, error) {
 		// their payload.
 	}
 	return 0, s.readErr
+}
+
+// publishCounts adds the frames and bytes read since the last call to the
+// stream's counters. Read calls it before anything that may wait for the
+// network, and reading calls it when it ends, rather than at every Read: an
+// atomic add costs about as much here as taking a small frame from the
+// buffer, and frames taken from the buffer need no other. So the counters
+// are exact whenever the reader waits for the client or is done, and
+// otherwise trail what Read returned by at most the frames of one read
+// buffer, until the next Read that needs the network.
+func (s *Stream) publishCounts() {
+	if s.fr.frames != 0 {
+		s.framesIn.Add(s.fr.frames)
+		s.fr.frames = 0
+	}
+	if s.fr.bytes != 0 {
+		s.bytesIn.Add(s.fr.bytes)
+		s.fr.bytes = 0
+	}
 }
 
 // nextFrame reads the next frame header (and a control frame's payload, see
@@ -210,6 +246,9 @@ func (s *Stream) readBuffered(p []byte) int {
 	total := 0
 	for len(p) > 0 {
 		if s.fr.remaining == 0 {
+			if s.fr.nextBuffered() {
+				continue
+			}
 			if !s.fr.dataHeaderBuffered() {
 				break
 			}
@@ -267,6 +306,7 @@ func (s *Stream) inflateFailed(err error) error {
 // endReading closes the connection once reading is over for good, and
 // gives back a decompressor held for a message left unfinished.
 func (s *Stream) endReading() {
+	s.publishCounts()
 	if s.deflate != nil {
 		s.deflate.in.release()
 	}

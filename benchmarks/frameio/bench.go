@@ -29,10 +29,14 @@ func Read(srv Server, size int) func(*testing.B) {
 		b.SetBytes(int64(size))
 		b.ReportAllocs()
 		r0, _, ok := syscallCounts()
+		c0, cok := cpuTime()
 		for b.Loop() {
 			if _, err := io.ReadFull(p.server, buf); err != nil {
 				fatal(b, fmt.Errorf("%s: read: %w", srv.Name, err))
 			}
+		}
+		if c1, _ := cpuTime(); cok {
+			b.ReportMetric(float64(c1-c0)/float64(b.N), "cpu-ns/op")
 		}
 		if r1, _, _ := syscallCounts(); ok {
 			b.ReportMetric(float64(r1-r0)/float64(b.N), "reads/op")
@@ -59,10 +63,14 @@ func Write(srv Server, size int) func(*testing.B) {
 		b.SetBytes(int64(size))
 		b.ReportAllocs()
 		_, w0, ok := syscallCounts()
+		c0, cok := cpuTime()
 		for b.Loop() {
 			if _, err := p.server.Write(data); err != nil {
 				fatal(b, fmt.Errorf("%s: write: %w", srv.Name, err))
 			}
+		}
+		if c1, _ := cpuTime(); cok {
+			b.ReportMetric(float64(c1-c0)/float64(b.N), "cpu-ns/op")
 		}
 		if _, w1, _ := syscallCounts(); ok {
 			b.ReportMetric(float64(w1-w0)/float64(b.N), "writes/op")
