@@ -85,6 +85,7 @@ go test -count=1 -timeout 5m ./benchmarks/compression ./benchmarks/internal/repo
 
 step "fuzz (short runs; the seed corpus in testdata/ also runs above)"
 go test -run '^$' -fuzz '^FuzzFrameReader$' -fuzztime 20s .
+go test -run '^$' -fuzz '^FuzzFastPathAgreesWithSlowPath$' -fuzztime 10s .
 go test -run '^$' -fuzz '^FuzzHandshake$' -fuzztime 10s .
 go test -run '^$' -fuzz '^FuzzClientAddr$' -fuzztime 10s .
 go test -run '^$' -fuzz '^FuzzInflatingReader$' -fuzztime 10s .
