@@ -30,9 +30,43 @@ import (
 	"github.com/mqttws/mqttws/benchmarks/internal/sysinfo"
 )
 
-// BrokerEnv, set to "on" or "off" in the environment of this package's
-// test binary, makes it a broker (TestMain calls BrokerMain): mochi-mqtt
-// behind an mqttws.Handler with compression on or off, as
+// Mode is a broker's compression setting.
+type Mode string
+
+// The modes measured.
+const (
+	ModeOff     Mode = "off"        // Handler.Compression nil
+	ModeOn      Mode = "on"         // CompressionOptions{}: no context takeover
+	ModeHistory Mode = "on+history" // CompressionOptions{History: HistoryBytes}
+)
+
+// Modes returns the modes measured, in order.
+func Modes() []Mode { return []Mode{ModeOff, ModeOn, ModeHistory} }
+
+// HistoryBytes is CompressionOptions.History in ModeHistory, as the
+// examples set it.
+const HistoryBytes = 1024
+
+// Compresses reports whether the broker offers permessage-deflate.
+func (m Mode) Compresses() bool { return m != ModeOff }
+
+// options returns the broker's Handler.Compression in mode m.
+func (m Mode) options() (*mqttws.CompressionOptions, error) {
+	switch m {
+	case ModeOff:
+		return nil, nil
+	case ModeOn:
+		return &mqttws.CompressionOptions{}, nil
+	case ModeHistory:
+		return &mqttws.CompressionOptions{History: HistoryBytes}, nil
+	}
+	return nil, fmt.Errorf("compression: unknown mode %q: want %q, %q or %q", string(m), ModeOff, ModeOn, ModeHistory)
+}
+
+// BrokerEnv, set to a Mode ("off", "on" or "on+history") in the
+// environment of this package's test binary, makes it a broker (TestMain
+// calls BrokerMain): mochi-mqtt behind an mqttws.Handler with compression
+// in that mode, as
 // internal/targets builds the "mqttws+mochi" target (targets.Serve takes
 // no handler options, so the same few lines are here with Compression
 // set). The broker runs in a process of its own so that its CPU time and
@@ -41,7 +75,7 @@ const BrokerEnv = "MQTTWS_COMPRESSION_BROKER"
 
 // BrokerProfileEnv, set to a directory in the environment of the tests,
 // makes every broker write a CPU profile of its whole life there, named
-// broker-on-PID.prof or broker-off-PID.prof.
+// broker-MODE-PID.prof.
 const BrokerProfileEnv = "MQTTWS_COMPRESSION_PROFILE"
 
 // BrokerWrapEnv, set to "1" beside BrokerEnv, makes the broker also count
@@ -92,7 +126,11 @@ func (s BrokerStats) Wire() uint64 { return s.WireIn + s.WireOut }
 // its standard input ("stats" or "memory") with a JSON BrokerStats line,
 // and stops when its standard input closes.
 func BrokerMain() int {
-	compress := os.Getenv(BrokerEnv) == "on"
+	compression, err := Mode(os.Getenv(BrokerEnv)).options()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	if dir := os.Getenv(BrokerProfileEnv); dir != "" {
 		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("broker-%s-%d.prof", os.Getenv(BrokerEnv), os.Getpid())))
 		if err != nil {
@@ -127,10 +165,7 @@ func BrokerMain() int {
 		return 1
 	}
 	defer func() { _ = s.Close() }()
-	h := &mqttws.Handler{Backend: b, Logger: log}
-	if compress {
-		h.Compression = &mqttws.CompressionOptions{}
-	}
+	h := &mqttws.Handler{Backend: b, Logger: log, Compression: compression}
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -281,9 +316,9 @@ func (l *tcpListener) wire() (in, out uint64, conns int) {
 
 // Broker is a running broker process.
 type Broker struct {
-	Compress bool
-	Addr     string // 127.0.0.1:port
-	URL      string // ws://127.0.0.1:port/mqtt
+	Mode Mode
+	Addr string // 127.0.0.1:port
+	URL  string // ws://127.0.0.1:port/mqtt
 
 	cmd    *exec.Cmd
 	in     io.WriteCloser
@@ -292,19 +327,18 @@ type Broker struct {
 	mu     sync.Mutex
 }
 
-// StartBroker starts the test binary as a broker with compression on or
-// off and returns once it listens; env is added to its environment.
-func StartBroker(compress bool, env ...string) (*Broker, error) {
+// StartBroker starts the test binary as a broker with compression in mode
+// and returns once it listens; env is added to its environment.
+func StartBroker(mode Mode, env ...string) (*Broker, error) {
+	if _, err := mode.options(); err != nil {
+		return nil, err
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("compression: the broker's executable: %w", err)
 	}
 	cmd := exec.Command(exe, "-test.run=^$")
-	mode := "off"
-	if compress {
-		mode = "on"
-	}
-	cmd.Env = append(append(os.Environ(), BrokerEnv+"="+mode), env...)
+	cmd.Env = append(append(os.Environ(), BrokerEnv+"="+string(mode)), env...)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -313,7 +347,7 @@ func StartBroker(compress bool, env ...string) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Broker{Compress: compress, cmd: cmd, in: in, out: bufio.NewReader(out), stderr: &lockedBuffer{}}
+	b := &Broker{Mode: mode, cmd: cmd, in: in, out: bufio.NewReader(out), stderr: &lockedBuffer{}}
 	cmd.Stderr = b.stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("compression: start the broker: %w", err)

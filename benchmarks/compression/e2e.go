@@ -17,10 +17,16 @@ import (
 )
 
 // Load describes one end-to-end run: Publishers clients publish Messages
-// copies of Payload each at QoS 1, at most Window in flight per client, to
-// one subscriber, all through one broker. Each copy's first IDSize bytes
-// are replaced by its publisher and sequence number in hexadecimal (text,
-// so that JSON stays text); the subscriber checks the rest byte for byte.
+// messages each at QoS 1, at most Window in flight per client, to one
+// subscriber, all through one broker. Message seq of publisher pub carries
+// Series[i % len(Series)], where i = seq*Publishers + pub numbers the
+// messages in the order publishers keeping pace send them, so that what
+// reaches the subscriber goes through the series in turn (a compressor
+// with a history must not meet the same message again and again, which
+// no sensor sends). Each message's first IDSize bytes are replaced by its
+// publisher and sequence number in hexadecimal (text, so that JSON stays
+// text); the subscriber checks the rest byte for byte against the
+// message of the series it carries.
 //
 // Publishers also pause while Backlog messages sent are not yet delivered:
 // a QoS 1 PUBACK comes from the broker, not the subscriber, so without it
@@ -30,7 +36,7 @@ import (
 // chain sustains.
 type Load struct {
 	URL        string
-	Payload    []byte
+	Series     [][]byte // each at least IDSize bytes
 	Publishers int
 	Messages   int // per publisher
 	Window     int
@@ -73,6 +79,24 @@ func (r LoadResult) PerSecond() float64 {
 	return float64(r.Received) / r.Elapsed.Seconds()
 }
 
+// message returns the index in l.Series of message seq of publisher pub.
+func (l Load) message(pub, seq int) int {
+	return (seq*l.Publishers + pub) % len(l.Series)
+}
+
+// check reports why l cannot run, if it cannot.
+func (l Load) check() error {
+	if len(l.Series) == 0 {
+		return errors.New("compression: a load with no messages in its series")
+	}
+	for i, m := range l.Series {
+		if len(m) < IDSize {
+			return fmt.Errorf("compression: message %d of the series has %d bytes, under the %d-byte identity", i, len(m), IDSize)
+		}
+	}
+	return nil
+}
+
 // stamp writes message (pub, seq)'s identity into p.
 func stamp(p []byte, pub, seq int) {
 	_ = fmt.Appendf(p[:0], "%08x%08x", pub, seq) // in place: p is longer
@@ -90,9 +114,7 @@ func identify(p []byte) (pub, seq int, ok bool) {
 
 // tally is the subscriber's count of deliveries.
 type tally struct {
-	want       []byte // the payload after the identity
-	publishers int
-	messages   int
+	load Load // what is published
 
 	mu       sync.Mutex
 	caughtUp *sync.Cond // on mu: a delivery came, or the run ended
@@ -107,11 +129,9 @@ type tally struct {
 
 func newTally(l Load) *tally {
 	t := &tally{
-		want:       l.Payload[IDSize:],
-		publishers: l.Publishers,
-		messages:   l.Messages,
-		seen:       make([]bool, l.Publishers*l.Messages),
-		progress:   make(chan struct{}, 1),
+		load:     l,
+		seen:     make([]bool, l.Publishers*l.Messages),
+		progress: make(chan struct{}, 1),
 	}
 	t.caughtUp = sync.NewCond(&t.mu)
 	return t
@@ -144,12 +164,12 @@ func (t *tally) deliver(p []byte) {
 	pub, seq, ok := identify(p)
 	t.mu.Lock()
 	switch {
-	case !ok || pub >= t.publishers || seq >= t.messages || !bytes.Equal(p[IDSize:], t.want):
+	case !ok || pub >= t.load.Publishers || seq >= t.load.Messages || !bytes.Equal(p[IDSize:], t.load.Series[t.load.message(pub, seq)][IDSize:]):
 		t.corrupt++
-	case t.seen[pub*t.messages+seq]:
+	case t.seen[pub*t.load.Messages+seq]:
 		t.dups++
 	default:
-		t.seen[pub*t.messages+seq] = true
+		t.seen[pub*t.load.Messages+seq] = true
 		t.received++
 		t.last = now
 	}
@@ -188,8 +208,8 @@ func (t *tally) waitFor(ctx context.Context, want int) {
 // sets EnableCompression false). Before the clients disconnect it calls
 // atEnd, where the caller reads the broker's counters.
 func RunPaho(ctx context.Context, l Load, atEnd func()) (LoadResult, error) {
-	if len(l.Payload) < IDSize {
-		return LoadResult{}, fmt.Errorf("compression: payload of %d bytes is under the %d-byte identity", len(l.Payload), IDSize)
+	if err := l.check(); err != nil {
+		return LoadResult{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
 	defer cancel()
@@ -251,9 +271,6 @@ func publishPaho(ctx context.Context, c paho.Client, topic string, pub int, l Lo
 	}
 	tokens := make([]paho.Token, window)
 	bufs := make([][]byte, window)
-	for i := range bufs {
-		bufs[i] = bytes.Clone(l.Payload)
-	}
 	sent := 0
 	for seq := range l.Messages {
 		slot := seq % window
@@ -266,6 +283,7 @@ func publishPaho(ctx context.Context, c paho.Client, topic string, pub int, l Lo
 		if err := tl.admit(ctx, backlog); err != nil {
 			return sent, err
 		}
+		bufs[slot] = append(bufs[slot][:0], l.Series[l.message(pub, seq)]...)
 		stamp(bufs[slot], pub, seq)
 		tokens[slot] = c.Publish(topic, 1, false, bufs[slot])
 		sent++

@@ -39,14 +39,14 @@ func CheckNode() error {
 
 // nodePlan is what node/load.cjs reads.
 type nodePlan struct {
-	URL        string `json:"url"`
-	Publishers int    `json:"publishers"`
-	Messages   int    `json:"messages"`
-	Window     int    `json:"window"`
-	Backlog    int    `json:"backlog"`
-	Payload    string `json:"payload"` // base64
-	IDSize     int    `json:"idSize"`
-	TimeoutMs  int64  `json:"timeoutMs"`
+	URL        string   `json:"url"`
+	Publishers int      `json:"publishers"`
+	Messages   int      `json:"messages"`
+	Window     int      `json:"window"`
+	Backlog    int      `json:"backlog"`
+	Series     []string `json:"series"` // base64, Load.Series as it is: byte-exact, where regenerating it in JavaScript would not be
+	IDSize     int      `json:"idSize"`
+	TimeoutMs  int64    `json:"timeoutMs"`
 }
 
 // nodeResult is what node/load.cjs prints.
@@ -69,6 +69,13 @@ func RunNode(ctx context.Context, l Load, atEnd func()) (LoadResult, error) {
 	if err := CheckNode(); err != nil {
 		return LoadResult{}, err
 	}
+	if err := l.check(); err != nil {
+		return LoadResult{}, err
+	}
+	series := make([]string, len(l.Series))
+	for i, m := range l.Series {
+		series[i] = base64.StdEncoding.EncodeToString(m)
+	}
 	modules, err := filepath.Abs(NodeModules)
 	if err != nil {
 		return LoadResult{}, err
@@ -79,7 +86,7 @@ func RunNode(ctx context.Context, l Load, atEnd func()) (LoadResult, error) {
 		Messages:   l.Messages,
 		Window:     max(l.Window, 1),
 		Backlog:    cmp.Or(max(l.Backlog, 0), DefaultBacklog),
-		Payload:    base64.StdEncoding.EncodeToString(l.Payload),
+		Series:     series,
 		IDSize:     IDSize,
 		TimeoutMs:  l.Timeout.Milliseconds(),
 	})

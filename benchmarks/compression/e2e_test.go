@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"text/tabwriter"
 	"time"
 
 	"github.com/mqttws/mqttws/internal/leakcheck"
@@ -23,32 +22,38 @@ func TestMain(m *testing.M) {
 	leakcheck.Main(m)
 }
 
-// e2eLoad returns the load of one end-to-end run of p: 4 publishers (2
-// when quick) and about 32 MiB of payload in all, 2000 to 20000 messages.
-func e2eLoad(p []byte, quick bool) Load {
+// e2eLoad returns the load of one end-to-end run of series: 4 publishers
+// (2 when quick) and about 32 MiB of payload in all, 2000 to 20000
+// messages.
+func e2eLoad(series [][]byte, quick bool) Load {
 	if quick {
-		return Load{Payload: p, Publishers: 2, Messages: 20, Window: 16, Timeout: 20 * time.Second}
+		return Load{Series: series, Publishers: 2, Messages: 20, Window: 16, Timeout: 20 * time.Second}
 	}
 	const publishers = 4
-	total := min(20000, max(2000, (32<<20)/len(p)))
-	return Load{Payload: p, Publishers: publishers, Messages: total / publishers, Window: 16, Timeout: 60 * time.Second}
+	total := min(20000, max(2000, (32<<20)/len(series[0])))
+	return Load{Series: series, Publishers: publishers, Messages: total / publishers, Window: 16, Timeout: 60 * time.Second}
 }
 
-// e2eRow is the rounds of one payload and client, compression off and on.
+// e2eRow is the rounds of one payload and client, by mode.
 type e2eRow struct {
 	payload, client string
-	off, on         []E2EResult
+	runs            map[Mode][]E2EResult
 }
 
-// TestEndToEndReport prints, for each payload and client stack,
-// compression on against off through mochi-mqtt behind an mqttws.Handler
-// in a broker process of its own: bytes on the wire per message (both
-// ways, counted by the broker's kernel), the broker's CPU per message,
-// messages per second and messages lost, the medians of interleaved
-// rounds; then the broker's memory per idle connection. Without -report it
-// checks the harness with a few messages: every message arrives intact,
-// every connection negotiated permessage-deflate when the server has it
-// on and none when off, and JSON takes fewer bytes on the wire with it:
+// TestEndToEndReport prints, for each payload and client stack, compression
+// off, on, and on with a history of HistoryBytes (server-side context
+// takeover) through mochi-mqtt behind an mqttws.Handler in a broker process
+// of its own: bytes on the wire per message (both ways, counted by the
+// broker's kernel), the broker's CPU and system calls per message, the
+// clients' CPU per message, messages per second and messages lost, the
+// medians of rounds whose order of modes rotates; then the broker's memory
+// per idle connection, off and on. Publishers send the payload's Series in
+// turn. Without -report it checks the harness with a few messages: every
+// message arrives intact; every connection negotiated permessage-deflate
+// when the server has it on and none when off; with a history, MQTT.js
+// (ws) got context takeover and paho (gorilla, which offers
+// server_no_context_takeover) did not; JSON takes fewer bytes on the wire
+// compressed:
 //
 //	go test -run TestEndToEndReport -v ./compression -args -report
 func TestEndToEndReport(t *testing.T) {
@@ -64,23 +69,19 @@ func TestEndToEndReport(t *testing.T) {
 	var rows []*e2eRow
 	for _, p := range Payloads() {
 		for _, client := range []string{ClientPaho, ClientNode} {
-			row := &e2eRow{payload: p.Name, client: client}
+			row := &e2eRow{payload: p.Name, client: client, runs: map[Mode][]E2EResult{}}
 			rows = append(rows, row)
-			l := e2eLoad(p.Data, quick)
+			l := e2eLoad(p.Series, quick)
 			for r := range n {
-				for _, on := range interleaved(r) {
+				for _, mode := range rotated(Modes(), r) {
 					start := time.Now()
-					res, err := MeasureEndToEnd(ctx, client, on, l)
+					res, err := MeasureEndToEnd(ctx, client, mode, l)
 					if err != nil {
-						t.Fatalf("%s %s compress=%v: %v", p.Name, client, on, err)
+						t.Fatalf("%s %s %s: %v", p.Name, client, mode, err)
 					}
-					t.Logf("round %d %s %s compress=%v: %d msgs in %v, run took %v", r+1, p.Name, client, on, res.Load.Received, res.Load.Elapsed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-					checkRun(t, p, client, on, l, res)
-					if on {
-						row.on = append(row.on, res)
-					} else {
-						row.off = append(row.off, res)
-					}
+					t.Logf("round %d %s %s %s: %d msgs in %v, run took %v", r+1, p.Name, client, mode, res.Load.Received, res.Load.Elapsed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+					checkRun(t, p, client, mode, l, res)
+					row.runs[mode] = append(row.runs[mode], res)
 				}
 			}
 		}
@@ -90,45 +91,43 @@ func TestEndToEndReport(t *testing.T) {
 	if quick {
 		conns = 50
 	}
-	var idleOff, idleOn []IdleResult
+	idle := map[Mode][]IdleResult{}
 	for r := range n {
-		for _, on := range interleaved(r) {
-			res, err := MeasureIdle(on, conns)
+		for _, mode := range rotated([]Mode{ModeOff, ModeOn}, r) {
+			res, err := MeasureIdle(mode, conns)
 			if err != nil {
-				t.Fatalf("idle compress=%v: %v", on, err)
+				t.Fatalf("idle %s: %v", mode, err)
 			}
-			if want := uint64(0); !on && res.Compressed != want {
-				t.Errorf("idle, compression off: %d connections negotiated permessage-deflate, want 0", res.Compressed)
+			if want := map[Mode]uint64{ModeOff: 0, ModeOn: uint64(conns + 32)}[mode]; res.Compressed != want {
+				t.Errorf("idle, compression %s: %d connections negotiated permessage-deflate, want %d", mode, res.Compressed, want)
 			}
-			if want := uint64(conns + 32); on && res.Compressed != want {
-				t.Errorf("idle, compression on: %d connections negotiated permessage-deflate, want %d", res.Compressed, want)
-			}
-			if on {
-				idleOn = append(idleOn, res)
-			} else {
-				idleOff = append(idleOff, res)
-			}
+			idle[mode] = append(idle[mode], res)
 		}
 	}
 	if t.Failed() {
 		return
 	}
-	t.Log("\n" + e2eTable(rows, n, quick) + idleLine(idleOff, idleOn, conns))
+	t.Log("\n" + e2eTable(rows, n, quick) + idleLine(idle[ModeOff], idle[ModeOn], conns))
 }
 
-// interleaved returns the order of round r: off first in even rounds, on
-// first in odd ones.
-func interleaved(r int) []bool {
-	if r%2 == 1 {
-		return []bool{true, false}
-	}
-	return []bool{false, true}
+// rotated returns the order of modes in round r: each round starts one
+// further along.
+func rotated(modes []Mode, r int) []Mode {
+	k := r % len(modes)
+	return append(append([]Mode(nil), modes[k:]...), modes[:k]...)
+}
+
+// takesOverContext reports whether a Sec-WebSocket-Extensions answer
+// lets the server keep its context: permessage-deflate without
+// server_no_context_takeover.
+func takesOverContext(ext string) bool {
+	return strings.Contains(ext, "permessage-deflate") && !strings.Contains(ext, "server_no_context_takeover")
 }
 
 // checkRun asserts what does not depend on the machine's speed.
-func checkRun(t *testing.T, p Payload, client string, on bool, l Load, res E2EResult) {
+func checkRun(t *testing.T, p Payload, client string, mode Mode, l Load, res E2EResult) {
 	t.Helper()
-	name := fmt.Sprintf("%s %s compress=%v", p.Name, client, on)
+	name := fmt.Sprintf("%s %s %s", p.Name, client, mode)
 	want := l.Publishers * l.Messages
 	lr := res.Load
 	if lr.Sent != want || lr.Received != want || lr.Corrupt != 0 || lr.Duplicates != 0 {
@@ -141,21 +140,24 @@ func checkRun(t *testing.T, p Payload, client string, on bool, l Load, res E2ERe
 	if res.Server.Conns != conns || len(lr.Extensions) != conns {
 		t.Errorf("%s: the broker accepted %d connections and the clients report %d handshakes, want %d", name, res.Server.Conns, len(lr.Extensions), conns)
 	}
+	// Only ws (MQTT.js) lets the server keep its context: gorilla offers
+	// server_no_context_takeover, which the server honors.
+	wantTakeover := mode == ModeHistory && client == ClientNode
 	for _, e := range lr.Extensions {
-		if got := strings.Contains(e, "permessage-deflate"); got != on {
+		if strings.Contains(e, "permessage-deflate") != mode.Compresses() || takesOverContext(e) != wantTakeover {
 			t.Errorf("%s: a client negotiated extensions %q", name, e)
 		}
 	}
-	if wantComp := map[bool]uint64{false: 0, true: uint64(conns)}[on]; res.Server.Compressed != wantComp {
+	if wantComp := map[bool]uint64{false: 0, true: uint64(conns)}[mode.Compresses()]; res.Server.Compressed != wantComp {
 		t.Errorf("%s: %d connections negotiated permessage-deflate, want %d", name, res.Server.Compressed, wantComp)
 	}
 	// Every message crosses the wire twice, from a publisher and to the
-	// subscriber.
+	// subscriber; the messages of a series are of one size.
 	payload := 2 * uint64(len(p.Data)) * uint64(want)
-	if !on && res.Server.Wire() < payload {
+	if !mode.Compresses() && res.Server.Wire() < payload {
 		t.Errorf("%s: %d bytes on the wire, under the %d bytes of payload that crossed it", name, res.Server.Wire(), payload)
 	}
-	if on && strings.HasPrefix(p.Name, "json") {
+	if mode.Compresses() && strings.HasPrefix(p.Name, "json") {
 		// Every delivery to the subscriber goes out compressed (mochi
 		// may write several in one message).
 		if delivered := uint64(len(p.Data)) * uint64(want); res.Server.CompressedBytesOut < delivered {
@@ -167,29 +169,34 @@ func checkRun(t *testing.T, p Payload, client string, on bool, l Load, res E2ERe
 	}
 }
 
-// e2eTable formats the medians of rows.
+// e2eTable formats the medians of rows as a Markdown table.
 func e2eTable(rows []*e2eRow, rounds int, quick bool) string {
 	var out strings.Builder
 	mode := "full"
 	if quick {
 		mode = "quick (harness check, few messages: not a measurement)"
 	}
-	fmt.Fprintf(&out, "end to end through mochi-mqtt behind mqttws.Handler, QoS 1, medians of %d round(s), %s:\n", rounds, mode)
-	tw := tabwriter.NewWriter(&out, 2, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "payload\tclient\tmsgs\twire B/msg off\ton\toff/on\tserver CPU µs/msg off\ton\ton/off\tsyscalls/msg off\ton\tclient CPU µs/msg off\ton\tmsgs/s off\ton\ton/off\tlost off\ton\tcompressed in/out\t")
+	fmt.Fprintf(&out, "end to end through mochi-mqtt behind mqttws.Handler, QoS 1, medians of %d round(s), %s; modes off / on / on+history (History %d):\n\n", rounds, mode, HistoryBytes)
+	out.WriteString("| payload | client | msgs | wire B/msg off | on | on+history | off/on | off/on+history | broker CPU µs/msg off | on | on+history | broker syscalls/msg off | on | on+history | client CPU µs/msg off | on | on+history | msgs/s off | on | on+history | lost off / on / on+history | context takeover (on+history) |\n")
+	out.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		wOff, wOn := medianOf(r.off, E2EResult.WirePerMsg), medianOf(r.on, E2EResult.WirePerMsg)
-		cOff, cOn := medianOf(r.off, cpuUS), medianOf(r.on, cpuUS)
-		scOff, scOn := medianOf(r.off, E2EResult.SyscallsPerMsg), medianOf(r.on, E2EResult.SyscallsPerMsg)
-		ccOff, ccOn := medianOf(r.off, clientCPUUS), medianOf(r.on, clientCPUUS)
-		sOff, sOn := medianOf(r.off, perSecond), medianOf(r.on, perSecond)
-		lostOff, lostOn := maxOf(r.off, lost), maxOf(r.on, lost)
-		last := r.on[len(r.on)-1]
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.0f\t%.2f×\t%.1f\t%.1f\t%.2f×\t%.2f\t%.2f\t%.1f\t%.1f\t%.0f\t%.0f\t%.2f×\t%.0f\t%.0f\t%d/%d\t\n",
-			r.payload, r.client, last.Load.Sent, wOff, wOn, wOff/wOn, cOff, cOn, cOn/cOff, scOff, scOn, ccOff, ccOn, sOff, sOn, sOn/sOff,
-			lostOff, lostOn, last.Server.CompressedMessagesIn, last.Server.CompressedMessagesOut)
+		off, on, hist := r.runs[ModeOff], r.runs[ModeOn], r.runs[ModeHistory]
+		three := func(f func(E2EResult) float64, format string) string {
+			return fmt.Sprintf(format+" | "+format+" | "+format, medianOf(off, f), medianOf(on, f), medianOf(hist, f))
+		}
+		wOff, wOn, wHist := medianOf(off, E2EResult.WirePerMsg), medianOf(on, E2EResult.WirePerMsg), medianOf(hist, E2EResult.WirePerMsg)
+		last := hist[len(hist)-1]
+		takeover := 0
+		for _, e := range last.Load.Extensions {
+			if takesOverContext(e) {
+				takeover++
+			}
+		}
+		fmt.Fprintf(&out, "| %s | %s | %d | %.0f | %.0f | %.0f | %.2f× | %.2f× | %s | %s | %s | %s | %.0f / %.0f / %.0f | %d of %d connections |\n",
+			r.payload, r.client, last.Load.Sent, wOff, wOn, wHist, wOff/wOn, wOff/wHist,
+			three(cpuUS, "%.1f"), three(E2EResult.SyscallsPerMsg, "%.2f"), three(clientCPUUS, "%.1f"), three(perSecond, "%.0f"),
+			maxOf(off, lost), maxOf(on, lost), maxOf(hist, lost), takeover, len(last.Load.Extensions))
 	}
-	_ = tw.Flush()
 	return out.String()
 }
 
@@ -236,16 +243,20 @@ func TestKernelCountsWhatACountingConnCounts(t *testing.T) {
 	if err := CheckNode(); err != nil {
 		t.Fatal(err)
 	}
+	var series [][]byte
+	for seed := range uint64(8) {
+		series = append(series, Telemetry(10<<10, seed+1))
+	}
 	for _, client := range []string{ClientPaho, ClientNode} {
-		for _, on := range []bool{false, true} {
-			l := e2eLoad(Telemetry(10<<10, 2), true)
-			res, err := MeasureEndToEnd(context.Background(), client, on, l, BrokerWrapEnv+"=1")
+		for _, mode := range Modes() {
+			l := e2eLoad(series, true)
+			res, err := MeasureEndToEnd(context.Background(), client, mode, l, BrokerWrapEnv+"=1")
 			if err != nil {
-				t.Fatalf("%s compress=%v: %v", client, on, err)
+				t.Fatalf("%s %s: %v", client, mode, err)
 			}
 			s := res.Server
 			if s.WireIn != s.WrapIn || s.WireOut != s.WrapOut || s.WireIn == 0 || s.WireOut == 0 {
-				t.Errorf("%s compress=%v: TCP_INFO counted %d in, %d out; the wrapper %d in, %d out", client, on, s.WireIn, s.WireOut, s.WrapIn, s.WrapOut)
+				t.Errorf("%s %s: TCP_INFO counted %d in, %d out; the wrapper %d in, %d out", client, mode, s.WireIn, s.WireOut, s.WrapIn, s.WrapOut)
 			}
 		}
 	}

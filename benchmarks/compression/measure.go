@@ -47,14 +47,13 @@ func (r E2EResult) SyscallsPerMsg() float64 {
 	return float64(r.Server.Syscalls) / float64(max(r.Load.Received, 1))
 }
 
-// MeasureEndToEnd starts a broker with compression on or off (env added to
+// MeasureEndToEnd starts a broker with compression in mode (env added to
 // its environment), runs l (its URL set here) with client, and returns the
-// result. The clients offer
-// permessage-deflate either way, as browsers and Node do: "off" is the
-// server's choice.
-func MeasureEndToEnd(ctx context.Context, client string, compress bool, l Load, env ...string) (E2EResult, error) {
+// result. The clients offer permessage-deflate whatever the mode, as
+// browsers and Node do: "off" is the server's choice.
+func MeasureEndToEnd(ctx context.Context, client string, mode Mode, l Load, env ...string) (E2EResult, error) {
 	var res E2EResult
-	b, err := StartBroker(compress, env...)
+	b, err := StartBroker(mode, env...)
 	if err != nil {
 		return res, err
 	}
@@ -106,14 +105,14 @@ type IdleResult struct {
 	Compressed uint64  // connections that negotiated permessage-deflate
 }
 
-// MeasureIdle starts a broker with compression on or off, opens n MQTT
+// MeasureIdle starts a broker with compression in mode, opens n MQTT
 // connections through it (gorilla offering permessage-deflate, CONNECT,
 // CONNACK, keepalive 600 s) after 32 to warm it up, and returns the
 // broker's memory growth per connection after a GC that returns free
 // memory to the system.
-func MeasureIdle(compress bool, n int) (IdleResult, error) {
+func MeasureIdle(mode Mode, n int) (IdleResult, error) {
 	res := IdleResult{Conns: n}
-	b, err := StartBroker(compress)
+	b, err := StartBroker(mode)
 	if err != nil {
 		return res, err
 	}

@@ -4,16 +4,21 @@
 // interop/node_modules. Reads a plan, one line of stdin:
 //
 //   {"url": "ws://127.0.0.1:PORT/mqtt", "publishers": N, "messages": N,
-//    "window": N, "backlog": N, "payload": "<base64>", "idSize": 16,
+//    "window": N, "backlog": N, "series": ["<base64>", ...], "idSize": 16,
 //    "timeoutMs": N}
 //
-// Publishers send messages copies of payload each at QoS 1, at most window
-// in flight and pausing while backlog messages sent are not delivered yet
-// (see Load in e2e.go), the first idSize bytes of each replaced by the publisher and
-// sequence number in hexadecimal; one subscriber checks the rest byte for
-// byte. Prints one line {"sent", "received", "duplicates", "corrupt",
-// "elapsedMs", "cpuUs" (the process's, from the first publish), "extensions"} once every message arrived, deliveries stalled
-// for 2 s, or timeoutMs passed; then waits for its standard input to close
+// Publishers send messages messages each at QoS 1, at most window in
+// flight and pausing while backlog messages sent are not delivered yet
+// (see Load in e2e.go). Message seq of publisher pub carries
+// series[(seq * publishers + pub) % series.length] with its first idSize
+// bytes replaced by the publisher and sequence number in hexadecimal; one
+// subscriber checks the rest byte for byte against that message of the
+// series. Prints one line {"sent", "received", "duplicates", "corrupt",
+// "elapsedMs", "cpuUs" (the process's, from the first publish),
+// "extensions" (each connection's Sec-WebSocket-Extensions answer, with
+// its parameters: ws's own `extensions` property names the extensions
+// only)} once every message arrived, deliveries stalled for 2 s, or
+// timeoutMs passed; then waits for its standard input to close
 // before disconnecting, so that the broker can be read with every
 // connection still open.
 'use strict';
@@ -25,12 +30,12 @@ const stallMs = 2000;
 async function main() {
   const input = stdinLines();
   const plan = JSON.parse(await input.firstLine);
-  const payload = Buffer.from(plan.payload, 'base64');
+  const series = plan.series.map((m) => Buffer.from(m, 'base64'));
   const idSize = plan.idSize;
-  const want = payload.subarray(idSize);
+  const message = (pub, seq) => series[(seq * plan.publishers + pub) % series.length];
   const topic = 'bench/compression';
   const deadline = Date.now() + plan.timeoutMs;
-  const sockets = [];
+  const extensions = [];
   const clients = [];
   const connect = async (id) => {
     const c = await mqtt.connectAsync(plan.url, {
@@ -42,7 +47,8 @@ async function main() {
       connectTimeout: 10000,
       createWebsocket: (url, protocols) => {
         const s = new WebSocket(url, protocols);
-        sockets.push(s);
+        const i = extensions.push('') - 1;
+        s.on('upgrade', (res) => { extensions[i] = res.headers['sec-websocket-extensions'] || ''; });
         return s;
       },
     }, false);
@@ -61,7 +67,7 @@ async function main() {
     const now = performance.now();
     const pub = parseInt(p.subarray(0, 8).toString('latin1'), 16);
     const seq = parseInt(p.subarray(8, idSize).toString('latin1'), 16);
-    if (t !== topic || p.length !== payload.length || !(pub < plan.publishers) || !(seq < plan.messages) || !p.subarray(idSize).equals(want)) {
+    if (t !== topic || p.length < idSize || !(pub < plan.publishers) || !(seq < plan.messages) || !p.subarray(idSize).equals(message(pub, seq).subarray(idSize))) {
       corrupt++;
     } else if (seen[pub * plan.messages + seq]) {
       duplicates++;
@@ -88,7 +94,7 @@ async function main() {
         await new Promise((resolve) => waiters.push(resolve));
       }
       if (Date.now() >= deadline) break;
-      const p = Buffer.from(payload);
+      const p = Buffer.from(message(i, seq));
       p.write(hex8(i) + hex8(seq), 0, 'latin1');
       const done = c.publishAsync(topic, p, { qos: 1 }).catch((err) => { failed = String(err && err.message || err); });
       const entry = done.then(() => inflight.delete(entry));
@@ -121,7 +127,7 @@ async function main() {
     sent, received, duplicates, corrupt,
     elapsedMs: last > 0 ? last - start : 0,
     cpuUs: cpu.user + cpu.system,
-    extensions: sockets.map((s) => s.extensions || ''),
+    extensions,
     error: failed,
   };
   process.stdout.write(JSON.stringify(result) + '\n');
@@ -144,20 +150,31 @@ async function end(client) {
   client.end(true);
 }
 
-// stdinLines returns the first line of standard input, and the end of it.
+// stdinLines returns the first line of standard input (a plan of a few
+// MiB: the chunks are joined once, when its end has come), and the end of
+// the input.
 function stdinLines() {
-  let text = '';
+  const chunks = [];
+  let line = null;
   let gotLine, ended;
   const firstLine = new Promise((resolve) => { gotLine = resolve; });
   const end = new Promise((resolve) => { ended = resolve; });
-  process.stdin.setEncoding('utf8');
+  const done = () => {
+    if (line === null) line = Buffer.concat(chunks).toString('utf8');
+    gotLine(line);
+  };
   process.stdin.on('data', (c) => {
-    text += c;
-    const i = text.indexOf('\n');
-    if (i >= 0) gotLine(text.slice(0, i));
+    if (line !== null) return;
+    const i = c.indexOf(0x0a);
+    if (i < 0) {
+      chunks.push(c);
+      return;
+    }
+    chunks.push(c.subarray(0, i));
+    done();
   });
-  process.stdin.on('end', () => { gotLine(text); ended(); });
-  process.stdin.on('error', () => { gotLine(text); ended(); });
+  process.stdin.on('end', () => { done(); ended(); });
+  process.stdin.on('error', () => { done(); ended(); });
   return { firstLine, end };
 }
 
