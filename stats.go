@@ -16,7 +16,7 @@ type Stats struct {
 	// "origin", "unauthorized", "max_connections",
 	// "max_connections_per_addr", "shutting_down", "no_backend",
 	// "cannot_hijack", "bad_compression_level", "upgrade_failed".
-	Refused       map[string]uint64
+	Refused map[string]uint64
 	// BytesIn and FramesIn of a live connection may trail what its Read
 	// returned by one read buffer of frames: they are brought up to date
 	// whenever the stream waits for the client, and are exact once it ended.
