@@ -46,6 +46,14 @@ type inflater struct {
 	produced int64       // inflated bytes of the current message so far
 	pending  error       // met after bytes that Read returned: for the next Read
 	probe    [1]byte
+
+	// A message that is one stored block is read without a decompressor
+	// (see beginStored): storing is set while it is, stored counts the
+	// bytes left.
+	storing bool
+	stored  int64
+
+	decompressed int64 // messages given to a decompressor so far
 }
 
 // read returns inflated bytes of the current message. Once the message is
@@ -55,6 +63,9 @@ func (in *inflater) read(p []byte) (int, error) {
 	if err := in.pending; err != nil {
 		in.pending = nil
 		return 0, err
+	}
+	if in.storing || (in.f == nil && in.beginStored()) {
+		return in.readStored(p)
 	}
 	if in.f == nil {
 		in.begin()
@@ -78,12 +89,96 @@ func (in *inflater) read(p []byte) (int, error) {
 	}
 }
 
+// storedHeaderSize is the size of a stored block's header at the start of
+// a message (RFC 1951 section 3.2.4): three bits BFINAL and BTYPE 00 padded
+// to a byte, then LEN and its complement NLEN, little-endian.
+const storedHeaderSize = 5
+
+// beginStored starts the message whose first frame header was just read as
+// one stored block, when it is one: what a sender's deflate makes of bytes
+// that do not shrink (browsers and Node's ws compress every message, media
+// and ciphertext included). It is then read straight from the read buffer
+// into the caller's slice, without taking a decompressor or copying the
+// bytes through its window. It applies to a single frame that fits a read
+// buffer (it waits for all of it) and holds a valid stored block header and its bytes, then either
+// nothing after a final block, or the one byte that starts the empty
+// stored block RFC 7692 has senders end a message with (its LEN and NLEN,
+// 00 00 ff ff, stripped): exactly the messages the decompressor would read
+// as those bytes and nothing else. Any other message, a broken one
+// included, goes to the decompressor, which judges it. It reports whether
+// it started the message.
+func (in *inflater) beginStored() bool {
+	fr := &in.src.s.fr
+	b := &fr.buf
+	if fr.fragmented || fr.remaining < storedHeaderSize || fr.remaining > int64(b.pool.size) {
+		return false
+	}
+	unmasked := func(i int) byte { return b.buf[b.r+i] ^ fr.mask[(fr.offset+i)&3] }
+	if b.buffered() > 0 && unmasked(0)&0b110 != 0 {
+		return false // a Huffman block: no need to wait for the frame
+	}
+	// The frame fits a pooled buffer: wait for all of it, as the
+	// decompressor would. A read error leaves the buffer as it was, for
+	// the decompressor to meet.
+	for int64(b.buffered()) < fr.remaining {
+		if err := b.fill(int(fr.remaining)); err != nil {
+			return false
+		}
+	}
+	n := int64(unmasked(1)) | int64(unmasked(2))<<8
+	nlen := uint16(unmasked(3)) | uint16(unmasked(4))<<8
+	first := unmasked(0)
+	final := first&1 != 0
+	if first&0b110 != 0 || uint16(n) != ^nlen || (in.limit > 0 && n > in.limit) {
+		return false
+	}
+	switch after := fr.remaining - storedHeaderSize - n; {
+	case after == 0 && final:
+	case after == 1 && unmasked(int(storedHeaderSize+n))&0b110 == 0:
+	default:
+		return false
+	}
+	d := in.src.s.deflate
+	d.messagesIn.Add(1)
+	d.wireIn.Add(fr.remaining)
+	b.discard(storedHeaderSize)
+	fr.offset += storedHeaderSize
+	fr.remaining -= storedHeaderSize
+	in.storing, in.stored = true, n
+	return true
+}
+
+// readStored reads the rest of a message that is one stored block.
+func (in *inflater) readStored(p []byte) (int, error) {
+	fr := &in.src.s.fr
+	n := 0
+	var err error
+	if in.stored > 0 {
+		n, err = fr.readPayload(p[:min(int64(len(p)), in.stored)])
+		in.stored -= int64(n)
+	}
+	if in.stored == 0 {
+		// The byte that starts the empty block, if any, is buffered.
+		fr.buf.discard(int(fr.remaining))
+		fr.offset += int(fr.remaining)
+		fr.remaining = 0
+		in.storing = false
+		fr.compressed = false
+	}
+	if n > 0 && err != nil {
+		in.pending = err
+		return n, nil
+	}
+	return n, err
+}
+
 // begin starts a compressed message whose first frame header was just read.
 func (in *inflater) begin() {
 	in.src.tail = 0
 	in.src.payload = false
 	in.src.err = nil
 	in.produced = 0
+	in.decompressed++
 	if f, ok := inflaters.Get().(flateReader); ok {
 		_ = f.Reset(&in.src, nil)
 		in.f = f
@@ -151,6 +246,7 @@ func (in *inflater) failure(err error) error {
 
 // release gives the decompressor back, keeping no reference to the stream.
 func (in *inflater) release() {
+	in.storing = false
 	if in.f == nil {
 		return
 	}

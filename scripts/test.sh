@@ -89,5 +89,6 @@ go test -run '^$' -fuzz '^FuzzFastPathAgreesWithSlowPath$' -fuzztime 10s .
 go test -run '^$' -fuzz '^FuzzHandshake$' -fuzztime 10s .
 go test -run '^$' -fuzz '^FuzzClientAddr$' -fuzztime 10s .
 go test -run '^$' -fuzz '^FuzzInflatingReader$' -fuzztime 10s .
+go test -run '^$' -fuzz '^FuzzStoredPathAgreesWithDecompressor$' -fuzztime 10s .
 go test -run '^$' -fuzz '^FuzzConnectWatch$' -fuzztime 10s ./backend
 go test -run '^$' -fuzz '^FuzzPacketTracker$' -fuzztime 10s ./backend
