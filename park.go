@@ -39,6 +39,11 @@ func (p parkable) RawConn() (syscall.RawConn, error) {
 	return rc, nil
 }
 
+// Serves reports whether backend is the handler's Backend itself.
+func (p parkable) Serves(backend any) bool {
+	return p.s.handler != nil && any(p.s.handler.Backend) == backend
+}
+
 // Detach lets backend return park.ErrDetached from ServeStream, when it is
 // the handler's Backend itself; the stream is then closed and logged when
 // finish is called.

@@ -3,12 +3,14 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/mqttws/mqttws"
 	"github.com/mqttws/mqttws/internal/park"
 )
 
@@ -38,14 +40,18 @@ const (
 // pumpSide is the copy a pump runs.
 type pumpSide interface {
 	// step reads once and writes what it read. While linger is set, reads
-	// wait for bytes at most pumpLinger after the last ones, and step then
-	// reports idle. It reports !ok once the side ended.
+	// wait under a deadline set pumpLinger ahead once per lingering window
+	// (so a side parks 20 to 40 ms after its last bytes), and step then
+	// reports idle when nothing came in the window. It reports !ok once the side ended.
 	step(linger bool) (idle, ok bool)
 	// mayPark reports whether the side may park, with the pump's mu held:
 	// a side that must meet its end soon reads on, within a deadline.
 	mayPark() bool
 	// end runs once, after the last step.
 	end()
+	// crashed is told that step panicked with v: it closes the relay's
+	// connections (the client's stream with 1011), so that both sides end.
+	crashed(v any)
 }
 
 // pump runs one side of a parked relay.
@@ -89,7 +95,7 @@ func (p *pump) run() {
 		linger := !p.blocking && p.side.mayPark()
 		p.again = false
 		p.mu.Unlock()
-		idle, ok := p.side.step(linger)
+		idle, ok := p.step(linger)
 		if !ok {
 			p.mu.Lock()
 			p.state = pumpDone
@@ -102,6 +108,27 @@ func (p *pump) run() {
 			return
 		}
 	}
+}
+
+// step runs the side's step. A panic in it (a bug) ends the relay, as
+// the handler's recover ends a Backend that panics, instead of the process.
+func (p *pump) step(linger bool) (idle, ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			p.side.crashed(v)
+			idle, ok = false, false
+		}
+	}()
+	return p.side.step(linger)
+}
+
+// closeAfterPanic closes the client's stream with 1011, or the connection.
+func closeAfterPanic(client net.Conn) {
+	if s, ok := client.(*mqttws.Stream); ok {
+		_ = s.CloseWith(mqttws.CloseInternalError, "internal error")
+		return
+	}
+	_ = client.Close()
 }
 
 // park parks the pump unless it was woken meanwhile or may not park; it
@@ -129,13 +156,17 @@ func (p *pump) park() bool {
 	return false
 }
 
-// parking returns the stream to park the relay of client with, or nil.
+// parking returns the stream to park the relay of client with, or nil. A
+// relay parks only when the Dialer is the handler's Backend itself: a
+// parked client side wakes when the context ServeStream was handed ends,
+// and only the handler's own context is sure to end when the stream
+// closes (a Backend wrapping the Dialer may hand on one that never does).
 func (d *Dialer) parking(client net.Conn) park.Stream {
 	if !park.Supported || d.TLSConfig != nil {
 		return nil
 	}
 	ps, ok := park.Lookup(client)
-	if !ok {
+	if !ok || !ps.Serves(d) {
 		return nil
 	}
 	return ps
@@ -259,6 +290,12 @@ func (c *clientPump) lingered() (idle bool) {
 // when the connection closes; it reads on, within the close's deadline.
 func (c *clientPump) mayPark() bool { return c.ctx.Err() == nil }
 
+func (c *clientPump) crashed(v any) {
+	c.writeErr = fmt.Errorf("backend: the relay panicked: %v", v)
+	closeAfterPanic(c.client)
+	_ = c.toBroker.Close()
+}
+
 func (c *clientPump) end() {
 	c.stop()
 	c.d.clientEnded(c.toBroker, c.writeErr, c.up)
@@ -288,7 +325,7 @@ func (d *Dialer) parkClient(broker net.Conn, tracker *packetTracker, up *clientS
 	// The stream's context ends when it closes (keepalive, Shutdown, a
 	// close by the broker's side): the pump must then meet the end.
 	if af, ok := ctx.(interface{ AfterFunc(func()) func() bool }); ok {
-		r.stop = af.AfterFunc(r.cp.Ready) // the handler's: no goroutine, no child context
+		r.stop = af.AfterFunc(r.cp.Ready) // the handler's: no child context, no goroutine waiting
 	} else {
 		r.stop = context.AfterFunc(ctx, r.cp.Ready)
 	}
@@ -339,6 +376,12 @@ func (b *brokerPump) mayPark() bool {
 	b.up.mu.Lock()
 	defer b.up.mu.Unlock()
 	return !b.up.over
+}
+
+func (b *brokerPump) crashed(v any) {
+	b.readErr = fmt.Errorf("backend: the relay panicked: %v", v)
+	closeAfterPanic(b.client)
+	_ = b.broker.Close()
 }
 
 func (b *brokerPump) end() {

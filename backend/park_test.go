@@ -3,6 +3,8 @@
 package backend_test
 
 import (
+	"context"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -117,4 +119,38 @@ func TestIdleRelayHoldsNoGoroutine(t *testing.T) {
 	}
 	expectRelayGoroutines(t, 0)
 	srv.WaitActiveStreams(0, 5*time.Second)
+}
+
+// TestWrappedDialerDoesNotParkAndEndsWithTheStream: a Backend that wraps
+// the Dialer may hand it a context that never ends (here
+// context.WithoutCancel). A parked client side would then never learn that
+// the stream closed, and the relay would hang; so the relay does not park,
+// and Shutdown of a connection whose client stays silent ends it.
+func TestWrappedDialerDoesNotParkAndEndsWithTheStream(t *testing.T) {
+	broker := testbroker.StartMosquitto(t)
+	d := logged(t, &backend.Dialer{Addresses: []string{broker}})
+	h := &mqttws.Handler{
+		Backend: mqttws.BackendFunc(func(ctx context.Context, c net.Conn) error {
+			return d.ServeStream(context.WithoutCancel(ctx), c)
+		}),
+		CloseTimeout: 300 * time.Millisecond,
+	}
+	srv := testbroker.Serve(t, h)
+	c := testbroker.DialWS(t, srv.URL)
+	if err := c.WriteFrame(ws.NewBinaryFrame(testbroker.ConnectPacket(testbroker.ClientID("wrapped"), 60))); err != nil {
+		t.Fatal(err)
+	}
+	c.ExpectData(t, testbroker.ConnackAccepted)
+	time.Sleep(100 * time.Millisecond) // past the linger: a parked relay would have parked
+	if n, stacks := relayGoroutines(); n == 0 {
+		t.Fatalf("the relay of a wrapped Dialer parked:\n%s", stacks)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.Shutdown(ctx); err != nil { // the client does not answer the close
+		t.Fatalf("Shutdown: %v, %d streams still active", err, h.Stats().Active)
+	}
+	if active := h.Stats().Active; active != 0 {
+		t.Fatalf("%d streams active after Shutdown", active)
+	}
 }

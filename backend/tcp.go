@@ -146,7 +146,10 @@ func Dial(addresses ...string) *Dialer { return &Dialer{Addresses: addresses} }
 
 // ServeStream dials the broker and relays conn to it until both directions
 // end. The dial runs while the client's CONNECT is read and checked (see
-// ConnectTimeout).
+// ConnectTimeout). On Linux, when the Dialer is the Handler's Backend
+// itself and both connections are plain sockets, an idle relay holds no
+// goroutine: ServeStream may then return early, with an error the Handler
+// knows, and the Handler ends the stream when the relay does.
 func (d *Dialer) ServeStream(ctx context.Context, conn net.Conn) error {
 	if d.ProxyProtocol < 0 || d.ProxyProtocol > 2 {
 		return fmt.Errorf("backend: ProxyProtocol %d: want 0, 1 or 2", d.ProxyProtocol)

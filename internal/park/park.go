@@ -32,6 +32,11 @@ type Stream interface {
 	// stream's end), or when the handler cannot let go of the stream (an
 	// HTTP/2 stream lives as long as its ServeHTTP).
 	Detach(backend any) (finish func(error), ok bool)
+	// Serves reports whether backend is the handler's Backend itself, so
+	// that the context it was handed is the stream's own, canceled
+	// whenever the stream closes: what wakes a parked client side then.
+	// A Backend that wraps it may hand on another context.
+	Serves(backend any) bool
 }
 
 // Readier is told that a Waiter's descriptor is readable.

@@ -37,6 +37,7 @@ type poller struct {
 	next    uint64
 	waiters map[uint64]*Waiter
 	running bool
+	broken  error // epoll_wait failed: nothing parks any more
 }
 
 var the poller
@@ -72,14 +73,19 @@ func (p *poller) init() error {
 	return p.initErr
 }
 
-// Init registers rc's descriptor with w, disarmed: r.Ready is called only
-// after Arm. Close must follow, once w is no longer armed.
+// Init registers w with the poller, for rc's descriptor, which the first
+// Arm adds to the epoll set: r.Ready is called only after Arm. Close must
+// follow; a waiter still armed then is taken out of the set (or the kernel
+// drops it when the descriptor closes).
 func (w *Waiter) Init(rc syscall.RawConn, r Readier) error {
 	if err := the.init(); err != nil {
 		return err
 	}
 	the.mu.Lock()
 	defer the.mu.Unlock()
+	if the.broken != nil {
+		return the.broken
+	}
 	w.rc, w.key, w.r = rc, the.next, r
 	the.next++
 	the.waiters[w.key] = w
@@ -97,6 +103,12 @@ var errClosed = errors.New("park: connection closed")
 // if it already is. It fails once the connection is closed; ready is then
 // never called.
 func (w *Waiter) Arm() error {
+	the.mu.Lock()
+	broken := the.broken
+	the.mu.Unlock()
+	if broken != nil {
+		return broken
+	}
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT}
 	ev.Fd, ev.Pad = int32(uint32(w.key)), int32(uint32(w.key>>32))
 	var ctlErr error
@@ -150,7 +162,17 @@ func (p *poller) loop() {
 	for {
 		n, err := syscall.EpollWait(p.epfd, events[:], -1)
 		if err != nil && !errors.Is(err, syscall.EINTR) {
-			panic(fmt.Sprintf("park: epoll_wait: %v", err))
+			// It cannot fail on a valid epoll set; if it does, every
+			// waiter is woken, and Arm fails from now on, so that they
+			// read on as goroutines.
+			p.mu.Lock()
+			p.broken = fmt.Errorf("park: epoll_wait: %w", err)
+			for _, w := range p.waiters {
+				w.r.Ready()
+			}
+			p.running = false
+			p.mu.Unlock()
+			return
 		}
 		p.mu.Lock()
 		for _, ev := range events[:max(n, 0)] {
