@@ -335,8 +335,12 @@ func (d *Dialer) parkClient(broker net.Conn, tracker *packetTracker, up *clientS
 
 func (b *brokerPump) step(linger bool) (idle, ok bool) {
 	if linger && !b.bLingering {
-		b.bLingering, b.bActive = true, false
-		_ = b.broker.SetReadDeadline(time.Now().Add(pumpLinger))
+		b.up.mu.Lock()
+		if !b.up.over { // else the client's end set brokerLinger's deadline
+			b.bLingering, b.bActive = true, false
+			_ = b.broker.SetReadDeadline(time.Now().Add(pumpLinger))
+		}
+		b.up.mu.Unlock()
 	}
 	buf, pool := b.d.pumpBuffer(b.bLarge)
 	defer pool.Put(buf)

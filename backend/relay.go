@@ -255,7 +255,12 @@ func (d *Dialer) clientEnded(broker net.Conn, writeErr error, up *clientSide) {
 		_ = broker.Close()
 		return
 	}
+	// With over, under up.mu: a parked relay's broker side sets deadlines
+	// of its own only while over is false, so none can replace this one.
+	up.mu.Lock()
+	up.over = true
 	_ = broker.SetReadDeadline(time.Now().Add(brokerLinger))
+	up.mu.Unlock()
 }
 
 // copyStream copies src to dst until src ends, each read going out as one
