@@ -52,7 +52,7 @@ func ExampleCloseError() {
 
 // Compression for browsers and Node's ws, which offer permessage-deflate
 // on every connection: with 1 KiB of history, small JSON messages that
-// repeat the keys of the ones before shrink about 3.6× instead of 2×.
+// repeat the keys of the ones before shrink about 3.7× instead of 2×.
 func ExampleCompressionOptions() {
 	h := &mqttws.Handler{Backend: backend.Dial("127.0.0.1:1883")}
 	h.Compression = &mqttws.CompressionOptions{History: 1024}
