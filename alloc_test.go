@@ -105,17 +105,23 @@ func BenchmarkStreamRead(b *testing.B) {
 	for _, size := range benchSizes {
 		b.Run(fmt.Sprint(size), func(b *testing.B) {
 			s, client := testStream(b)
-			sendFrames(b, client, maskedFrame(make([]byte, size)), b.N)
-			buf := make([]byte, size)
-			b.SetBytes(int64(size))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				if _, err := io.ReadFull(s, buf); err != nil {
-					b.Fatal(err)
-				}
-			}
+			benchmarkReads(b, s, client, maskedFrame(make([]byte, size)), size)
 		})
+	}
+}
+
+// benchmarkReads sends frame b.N times to s's client side and reads the
+// size bytes each carries, one frame per operation.
+func benchmarkReads(b *testing.B, s *Stream, client net.Conn, frame []byte, size int) {
+	sendFrames(b, client, frame, b.N)
+	buf := make([]byte, size)
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := io.ReadFull(s, buf); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

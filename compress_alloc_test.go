@@ -279,16 +279,7 @@ func BenchmarkCompressedRead(b *testing.B) {
 	} {
 		b.Run(pl.name, func(b *testing.B) {
 			s, client := deflateStream(b, CompressionOptions{}, 0)
-			sendFrames(b, client, compressedFrame(pl.p), b.N)
-			buf := make([]byte, len(pl.p))
-			b.SetBytes(int64(len(pl.p)))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				if _, err := io.ReadFull(s, buf); err != nil {
-					b.Fatal(err)
-				}
-			}
+			benchmarkReads(b, s, client, compressedFrame(pl.p), len(pl.p))
 		})
 	}
 }

@@ -3,10 +3,8 @@ package mqttws_test
 import (
 	"bytes"
 	"context"
-	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -123,34 +121,5 @@ func TestCompressionHistoryIsByteExact(t *testing.T) {
 	t.Logf("small JSON messages on the wire: %v bytes by History", wire)
 	if wire[1024]*3 > wire[0]*2 {
 		t.Errorf("small JSON messages took %d bytes with History 1024, %d without: want at least a third less", wire[1024], wire[0])
-	}
-}
-
-// TestCompressionHistoryOverTheWindowIsRefusedWith500 checks the handler's
-// configuration check.
-func TestCompressionHistoryOverTheWindowIsRefusedWith500(t *testing.T) {
-	t.Parallel()
-	h := deflateHandler(mqttws.BackendFunc(echo), mqttws.CompressionOptions{History: mqttws.MaxCompressionHistory + 1})
-	url := serve(t, h)
-	addr := strings.TrimPrefix(strings.TrimSuffix(url, "/mqtt"), "ws://")
-	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/mqtt", nil)
-	req.Header = http.Header{
-		"Connection":             {"Upgrade"},
-		"Upgrade":                {"websocket"},
-		"Sec-Websocket-Version":  {"13"},
-		"Sec-Websocket-Key":      {"dGhlIHNhbXBsZSBub25jZQ=="},
-		"Sec-Websocket-Protocol": {"mqtt"},
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(string(body), "History 32769") {
-		t.Fatalf("got %d %q, want 500 naming the history", resp.StatusCode, body)
-	}
-	if got := h.Stats().Refused["bad_compression_history"]; got != 1 {
-		t.Errorf("Refused[bad_compression_history] = %d, want 1", got)
 	}
 }

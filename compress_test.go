@@ -865,31 +865,56 @@ func TestClientsWithAndWithoutCompressionShareAHandler(t *testing.T) {
 	}
 }
 
-// TestInvalidCompressionLevelIsRefusedWith500: a level compress/flate does
-// not have is a configuration error, reported on every request.
-func TestInvalidCompressionLevelIsRefusedWith500(t *testing.T) {
+// TestBadCompressionOptionsAreRefusedWith500: a Handler whose
+// CompressionOptions cannot work refuses every upgrade with 500, naming the
+// field and its value, and counts the refusal by reason.
+func TestBadCompressionOptionsAreRefusedWith500(t *testing.T) {
 	t.Parallel()
-	h := deflateHandler(mqttws.BackendFunc(echo), mqttws.CompressionOptions{Level: 10})
-	url := serve(t, h)
-	addr := strings.TrimPrefix(strings.TrimSuffix(url, "/mqtt"), "ws://")
-	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/mqtt", nil)
-	req.Header = http.Header{
-		"Connection":             {"Upgrade"},
-		"Upgrade":                {"websocket"},
-		"Sec-Websocket-Version":  {"13"},
-		"Sec-Websocket-Key":      {"dGhlIHNhbXBsZSBub25jZQ=="},
-		"Sec-Websocket-Protocol": {"mqtt"},
+	cases := []struct {
+		name     string
+		opts     mqttws.CompressionOptions
+		wantBody string
+		reason   string
+	}{
+		{
+			name:     "LevelOutOfRange",
+			opts:     mqttws.CompressionOptions{Level: 10},
+			wantBody: "Level 10",
+			reason:   "bad_compression_level",
+		},
+		{
+			name:     "HistoryOverTheWindow",
+			opts:     mqttws.CompressionOptions{History: mqttws.MaxCompressionHistory + 1},
+			wantBody: "History 32769",
+			reason:   "bad_compression_history",
+		},
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(string(body), "Level 10") {
-		t.Fatalf("got %d %q, want 500 naming the level", resp.StatusCode, body)
-	}
-	if got := h.Stats().Refused["bad_compression_level"]; got != 1 {
-		t.Errorf("Refused[bad_compression_level] = %d, want 1", got)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := deflateHandler(mqttws.BackendFunc(echo), tc.opts)
+			url := serve(t, h)
+			addr := strings.TrimPrefix(strings.TrimSuffix(url, "/mqtt"), "ws://")
+			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/mqtt", nil)
+			req.Header = http.Header{
+				"Connection":             {"Upgrade"},
+				"Upgrade":                {"websocket"},
+				"Sec-Websocket-Version":  {"13"},
+				"Sec-Websocket-Key":      {"dGhlIHNhbXBsZSBub25jZQ=="},
+				"Sec-Websocket-Protocol": {"mqtt"},
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(string(body), tc.wantBody) {
+				t.Fatalf("got %d %q, want 500 naming %q", resp.StatusCode, body, tc.wantBody)
+			}
+			if got := h.Stats().Refused[tc.reason]; got != 1 {
+				t.Errorf("Refused[%s] = %d, want 1", tc.reason, got)
+			}
+		})
 	}
 }

@@ -15,7 +15,8 @@ type Stats struct {
 	// "bad_handshake", "version", "http_version", "subprotocol", "host",
 	// "origin", "unauthorized", "max_connections",
 	// "max_connections_per_addr", "shutting_down", "no_backend",
-	// "cannot_hijack", "bad_compression_level", "upgrade_failed".
+	// "cannot_hijack", "bad_compression_level", "bad_compression_history",
+	// "upgrade_failed".
 	Refused map[string]uint64
 	// BytesIn and FramesIn of a live connection may trail what its Read
 	// returned by one read buffer of frames: they are brought up to date

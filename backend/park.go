@@ -122,13 +122,21 @@ func (p *pump) step(linger bool) (idle, ok bool) {
 	return p.side.step(linger)
 }
 
-// closeAfterPanic closes the client's stream with 1011, or the connection.
-func closeAfterPanic(client net.Conn) {
-	if s, ok := client.(*mqttws.Stream); ok {
+// abort ends a relay whose pump panicked with v: the client's stream
+// closes with 1011, the broker's connection closes, and both sides meet
+// their ends. It returns the error the side ends with.
+func (r *parkedRelay) abort(v any) error {
+	if s, ok := r.client.(*mqttws.Stream); ok {
 		_ = s.CloseWith(mqttws.CloseInternalError, "internal error")
-		return
+	} else {
+		_ = r.client.Close()
 	}
-	_ = client.Close()
+	for _, b := range []net.Conn{r.toBroker, r.broker} {
+		if b != nil {
+			_ = b.Close()
+		}
+	}
+	return fmt.Errorf("backend: the relay panicked: %v", v)
 }
 
 // park parks the pump unless it was woken meanwhile or may not park; it
@@ -290,11 +298,7 @@ func (c *clientPump) lingered() (idle bool) {
 // when the connection closes; it reads on, within the close's deadline.
 func (c *clientPump) mayPark() bool { return c.ctx.Err() == nil }
 
-func (c *clientPump) crashed(v any) {
-	c.writeErr = fmt.Errorf("backend: the relay panicked: %v", v)
-	closeAfterPanic(c.client)
-	_ = c.toBroker.Close()
-}
+func (c *clientPump) crashed(v any) { c.writeErr = (*parkedRelay)(c).abort(v) }
 
 func (c *clientPump) end() {
 	c.stop()
@@ -382,11 +386,7 @@ func (b *brokerPump) mayPark() bool {
 	return !b.up.over
 }
 
-func (b *brokerPump) crashed(v any) {
-	b.readErr = fmt.Errorf("backend: the relay panicked: %v", v)
-	closeAfterPanic(b.client)
-	_ = b.broker.Close()
-}
+func (b *brokerPump) crashed(v any) { b.readErr = (*parkedRelay)(b).abort(v) }
 
 func (b *brokerPump) end() {
 	b.finish(b.d.endRelay(b.ctx, b.client, b.broker, b.node, b.up, b.readErr, b.gone, time.Now()))

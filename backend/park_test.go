@@ -5,7 +5,6 @@ package backend_test
 import (
 	"context"
 	"net"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -14,24 +13,16 @@ import (
 
 	"github.com/mqttws/mqttws"
 	"github.com/mqttws/mqttws/backend"
+	"github.com/mqttws/mqttws/internal/leakcheck"
 	"github.com/mqttws/mqttws/internal/testbroker"
 )
 
 // relayGoroutines counts the goroutines running a relay or reading a
 // stream for one.
 func relayGoroutines() (int, string) {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
 	count := 0
 	var seen []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
+	for _, g := range leakcheck.Stacks() {
 		if strings.Contains(g, "mqttws/backend.") || strings.Contains(g, "mqttws.(*Handler).serve") {
 			count++
 			seen = append(seen, g)

@@ -3,7 +3,6 @@ package interop
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -210,60 +209,6 @@ func startNginxStream(t *testing.T, gateways []string) (url, errorLog string) {
 	}
 	t.Fatalf("start nginx (stream): %v", lastErr)
 	return "", ""
-}
-
-// runNginx runs nginx with the main configuration conf, written in dir,
-// waits until it listens on port, and stops it when the test ends.
-func runNginx(t *testing.T, dir, conf string, port int) (string, error) {
-	confPath := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		return "", err
-	}
-	var log testbroker.LockedBuffer
-	cmd := exec.Command(nginxPath, "-p", dir, "-c", confPath, "-e", filepath.Join(dir, "error.log"))
-	cmd.Stdout = &log
-	cmd.Stderr = &log
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return "", err
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	stop := func() {
-		// SIGTERM is nginx's fast shutdown; its workers are in its group.
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(stopTimeout):
-			_ = killGroup(cmd.Process.Pid)
-			<-exited
-		}
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	deadline := time.Now().Add(startTimeout)
-	for !accepts(addr) {
-		select {
-		case <-exited:
-			errLog, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			return "", fmt.Errorf("nginx exited: %s%s", log.String(), errLog)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return "", fmt.Errorf("nginx did not listen on %s within %v", addr, startTimeout)
-		}
-	}
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			errLog, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Logf("nginx's error log:\n%s%s", log.String(), tail(string(errLog)))
-		}
-	})
-	return "ws://" + addr + "/mqtt", nil
 }
 
 // nginxStreamConfig is the deployment guide's stream configuration, with

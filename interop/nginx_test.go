@@ -206,12 +206,18 @@ func tryNginx(t *testing.T, upstream string) (string, error) {
 		return "", err
 	}
 	dir := t.TempDir()
-	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(nginxConfig(t, dir, port, upstream)), 0o600); err != nil {
+	return runNginx(t, dir, nginxConfig(t, dir, port, upstream), port)
+}
+
+// runNginx runs nginx with the main configuration conf, written in dir,
+// waits until it listens on port, and stops it when the test ends.
+func runNginx(t *testing.T, dir, conf string, port int) (string, error) {
+	confPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return "", err
 	}
 	var log testbroker.LockedBuffer
-	cmd := exec.Command(nginxPath, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
+	cmd := exec.Command(nginxPath, "-p", dir, "-c", confPath, "-e", filepath.Join(dir, "error.log"))
 	cmd.Stdout = &log
 	cmd.Stderr = &log
 	cmd.SysProcAttr = sysProcAttr()

@@ -62,9 +62,8 @@ func Leaked(wait time.Duration) string {
 	}
 }
 
-// others returns the stacks of the goroutines other than the caller's and
-// the ignored ones.
-func others() []string {
+// Stacks returns the stack of every goroutine, the caller's first.
+func Stacks() []string {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
@@ -74,7 +73,13 @@ func others() []string {
 		}
 		buf = make([]byte, 2*len(buf))
 	}
-	stacks := strings.Split(string(buf), "\n\n")
+	return strings.Split(string(buf), "\n\n")
+}
+
+// others returns the stacks of the goroutines other than the caller's and
+// the ignored ones.
+func others() []string {
+	stacks := Stacks()
 	var leaked []string
 	for _, s := range stacks[1:] { // the first is the caller's
 		if !isIgnored(s) {

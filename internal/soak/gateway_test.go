@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/http/httptest"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -44,14 +42,7 @@ const gatewayRounds = 6
 func TestGatewayConnectionsParkAndWake(t *testing.T) {
 	broker := testbroker.Start(t, testbroker.Options{})
 	h := &mqttws.Handler{Backend: backend.Dial(broker.Addr), Logger: slog.New(slog.DiscardHandler)}
-	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = h.Shutdown(ctx)
-	})
-	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/mqtt"
+	url := serveHandler(t, h)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 

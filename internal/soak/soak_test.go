@@ -145,17 +145,24 @@ func startBroker(t *testing.T, opts *mqtt.Options, h *mqttws.Handler) (string, *
 	if err := broker.Serve(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = broker.Close() }) // after the handler's (cleanups run last first)
 	h.Backend = b
 	h.Logger = slog.New(slog.DiscardHandler)
+	return serveHandler(t, h), broker
+}
+
+// serveHandler serves h on loopback until the test ends, then shuts it
+// down, and returns its ws:// URL.
+func serveHandler(t *testing.T, h *mqttws.Handler) string {
+	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
 		srv.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = h.Shutdown(ctx)
-		_ = broker.Close()
 	})
-	return "ws" + strings.TrimPrefix(srv.URL, "http") + "/mqtt", broker
+	return "ws" + strings.TrimPrefix(srv.URL, "http") + "/mqtt"
 }
 
 // rssKiB returns this process's resident memory.
