@@ -160,11 +160,17 @@ func checkRun(t *testing.T, p Payload, client string, mode Mode, l Load, res E2E
 	if mode.Compresses() && strings.HasPrefix(p.Name, "json") {
 		// Every delivery to the subscriber goes out compressed (mochi
 		// may write several in one message).
-		if delivered := uint64(len(p.Data)) * uint64(want); res.Server.CompressedBytesOut < delivered {
+		delivered := uint64(len(p.Data)) * uint64(want)
+		if res.Server.CompressedBytesOut < delivered {
 			t.Errorf("%s: %d MQTT bytes went out compressed, want at least the %d bytes of payload delivered", name, res.Server.CompressedBytesOut, delivered)
 		}
-		if res.Server.Wire() >= payload {
-			t.Errorf("%s: %d bytes on the wire, not under the %d bytes of payload", name, res.Server.Wire(), payload)
+		// The server's own direction: what it sent, handshakes and
+		// CONNACKs included, is under the payload it delivered. (Both
+		// directions together are not a sound bound: ws sends messages
+		// under 1 KiB as they are, so with MQTT.js only the deliveries
+		// shrink, and the total came within 0.3 % of the payload once.)
+		if res.Server.WireOut >= delivered {
+			t.Errorf("%s: %d bytes sent on the wire, not under the %d bytes of payload delivered", name, res.Server.WireOut, delivered)
 		}
 	}
 }
