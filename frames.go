@@ -30,7 +30,10 @@ type frameReader struct {
 	// counters (see Stream.publishCounts).
 	frames, bytes int64
 
-	control [ws.MaxControlFramePayloadSize]byte
+	// control holds the last control frame's payload, unmasked; made with
+	// the first control frame that has one (clients seldom send any but
+	// the close frame that ends the connection).
+	control *[ws.MaxControlFramePayloadSize]byte
 }
 
 func (fr *frameReader) init(src io.Reader, pool *bufferPool, maxFrameSize int64, t *traffic) {
@@ -83,7 +86,13 @@ func (fr *frameReader) next() (ws.Header, []byte, error) {
 		if err != nil {
 			return ws.Header{}, nil, err
 		}
-		payload := fr.control[:h.Length]
+		if fr.control == nil && h.Length > 0 {
+			fr.control = new([ws.MaxControlFramePayloadSize]byte)
+		}
+		var payload []byte
+		if fr.control != nil {
+			payload = fr.control[:h.Length]
+		}
 		copy(payload, b[size:total])
 		ws.Cipher(payload, h.Mask, 0)
 		fr.buf.discard(total)
@@ -217,11 +226,20 @@ func (fr *frameReader) skipPayload() error {
 // in one write; a larger one goes out as header and payload in one writev
 // (net.Buffers), the payload never copied.
 type frameWriter struct {
-	dst    io.Writer
+	dst io.Writer
+}
+
+// frameVector is what a vectored write holds: the header, and the two
+// buffers handed to writev. It comes from a pool for the time of one write,
+// so that a stream carries none of it (an idle connection's Stream stays
+// in a smaller size class).
+type frameVector struct {
 	header [ws.MaxHeaderSize]byte
 	vec    [2][]byte
 	bufs   net.Buffers
 }
+
+var frameVectors = sync.Pool{New: func() any { return new(frameVector) }}
 
 // buffersWriter is a destination that writes several buffers its own way
 // (an HTTP/2 stream: one flush for a frame's header and payload); TCP
@@ -256,20 +274,22 @@ func (fw *frameWriter) writeFrame(h ws.Header, payload []byte) error {
 		frameBuffers.Put(buf)
 		return err
 	}
-	fw.vec[0] = fw.header[:putHeader(fw.header[:], h)]
-	fw.vec[1] = payload
-	fw.bufs = fw.vec[:]
+	v := frameVectors.Get().(*frameVector)
+	v.vec[0] = v.header[:putHeader(v.header[:], h)]
+	v.vec[1] = payload
+	v.bufs = v.vec[:]
 	if len(payload) == 0 {
-		fw.bufs = fw.vec[:1]
+		v.bufs = v.vec[:1]
 	}
 	var err error
 	if vectored {
-		_, err = bw.writeBuffers(&fw.bufs)
+		_, err = bw.writeBuffers(&v.bufs)
 	} else {
-		_, err = fw.bufs.WriteTo(fw.dst)
+		_, err = v.bufs.WriteTo(fw.dst)
 	}
-	fw.vec = [2][]byte{} // keep no reference to the caller's payload
-	fw.bufs = nil
+	v.vec = [2][]byte{} // keep no reference to the caller's payload
+	v.bufs = nil
+	frameVectors.Put(v)
 	return err
 }
 

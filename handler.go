@@ -371,7 +371,7 @@ func (h *Handler) finish(s *Stream, err error) {
 	// The backend reads no more: read up to the client's close reply here,
 	// so that the connection closes as soon as it comes.
 	s.drain()
-	<-s.done
+	s.waitClosed()
 	h.logEnd(s, err)
 }
 

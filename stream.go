@@ -36,6 +36,7 @@ type Stream struct {
 	start        time.Time
 	handler      *Handler    // serves the stream in a goroutine it may let go of; nil over HTTP/2
 	detached     atomic.Bool // the backend serves on after ServeStream returned
+	closing      atomic.Bool // Close has begun
 
 	readMu  sync.Mutex
 	fr      frameReader
@@ -56,17 +57,23 @@ type Stream struct {
 
 	keepalive keepalive
 
-	closing    atomic.Bool // Close has begun
 	closeTimer atomic.Pointer[time.Timer]
 	closeOnce  sync.Once
-	done       chan struct{} // closed with the TCP connection
 
 	bytesIn, bytesOut   atomic.Int64
 	framesIn, framesOut atomic.Int64
 
-	closeMu    sync.Mutex
-	sentClose  closeRecord
-	rcvdClose  closeRecord
+	closeMu  sync.Mutex    // guards what follows
+	connGone bool          // the TCP connection is closed
+	done     chan struct{} // made by the first to wait for the connection's end
+	ending   *closeLog     // made with the first close frame or drop
+}
+
+// closeLog is how a stream ended: what is known of it once a close frame
+// went either way or the connection was dropped. It is kept apart from the
+// Stream, which an idle connection holds, and made only when the end begins.
+type closeLog struct {
+	sent, rcvd closeRecord
 	dropReason string // why the connection was dropped without a close handshake
 }
 
@@ -109,7 +116,6 @@ func newStream(conn net.Conn, src io.Reader, cfg streamConfig) *Stream {
 		start:          time.Now(),
 		writeFrameSize: cfg.writeFrameSize,
 		writeTimeout:   cfg.writeTimeout,
-		done:           make(chan struct{}),
 	}
 	if cfg.remoteAddr != nil {
 		s.remoteAddr = cfg.remoteAddr
@@ -321,7 +327,7 @@ func (s *Stream) closeReceived(body []byte) error {
 		return s.readFailed(cerr)
 	}
 	s.closeMu.Lock()
-	s.rcvdClose = closeRecord{ok: true, code: code, reason: reason}
+	s.endingLocked().rcvd = closeRecord{ok: true, code: code, reason: reason}
 	s.closeMu.Unlock()
 	s.sendClose(code, "")
 	s.readErr = io.EOF
@@ -448,7 +454,7 @@ func (s *Stream) sendClose(code CloseCode, reason string) {
 		ws.PutCloseFrameBody(body, ws.StatusCode(code), reason)
 	}
 	s.closeMu.Lock()
-	s.sentClose = closeRecord{ok: true, code: code, reason: reason}
+	s.endingLocked().sent = closeRecord{ok: true, code: code, reason: reason}
 	s.closeMu.Unlock()
 	_ = s.writeFrameLocked(ws.OpClose, body)
 }
@@ -466,10 +472,8 @@ func (s *Stream) CloseWith(code CloseCode, reason string) error {
 	if !s.closing.CompareAndSwap(false, true) {
 		return nil
 	}
-	select {
-	case <-s.done:
+	if s.connClosed() {
 		return nil // the connection is gone already
-	default:
 	}
 	if s.cancel != nil {
 		s.cancel() // the backend's context: the connection is ending
@@ -477,11 +481,9 @@ func (s *Stream) CloseWith(code CloseCode, reason string) error {
 	s.sendClose(code, reason)
 	_ = s.conn.SetReadDeadline(time.Now().Add(s.closeTimeout))
 	s.closeTimer.Store(time.AfterFunc(s.closeTimeout, s.closeConn))
-	select {
-	case <-s.done: // closed meanwhile, maybe before the timer was stored
+	if s.connClosed() { // closed meanwhile, maybe before the timer was stored
 		s.closeTimer.Load().Stop()
 		return nil
-	default:
 	}
 	// Whoever reads next (the backend, or the handler once the backend has
 	// returned) meets the client's reply and closes the connection; the
@@ -515,7 +517,12 @@ func (s *Stream) closeConn() {
 			t.Stop()
 		}
 		_ = s.conn.Close()
-		close(s.done)
+		s.closeMu.Lock()
+		s.connGone = true
+		if s.done != nil {
+			close(s.done)
+		}
+		s.closeMu.Unlock()
 		if s.cancel != nil {
 			s.cancel()
 		}
@@ -526,18 +533,52 @@ func (s *Stream) closeConn() {
 // that can no longer take part in one.
 func (s *Stream) drop(reason string) {
 	s.closeMu.Lock()
-	if s.dropReason == "" {
-		s.dropReason = reason
+	if e := s.endingLocked(); e.dropReason == "" {
+		e.dropReason = reason
 	}
 	s.closeMu.Unlock()
 	s.closeConn()
+}
+
+// endingLocked returns the stream's closeLog, made on first use, with
+// closeMu held.
+func (s *Stream) endingLocked() *closeLog {
+	if s.ending == nil {
+		s.ending = new(closeLog)
+	}
+	return s.ending
+}
+
+// connClosed reports whether the TCP connection is closed.
+func (s *Stream) connClosed() bool {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	return s.connGone
+}
+
+// waitClosed waits for the TCP connection to close.
+func (s *Stream) waitClosed() {
+	s.closeMu.Lock()
+	if s.connGone {
+		s.closeMu.Unlock()
+		return
+	}
+	if s.done == nil {
+		s.done = make(chan struct{})
+	}
+	done := s.done
+	s.closeMu.Unlock()
+	<-done
 }
 
 // closeCodes returns the close frames sent and received.
 func (s *Stream) closeCodes() (sent, received closeRecord) {
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
-	return s.sentClose, s.rcvdClose
+	if s.ending == nil {
+		return closeRecord{}, closeRecord{}
+	}
+	return s.ending.sent, s.ending.rcvd
 }
 
 // dropped returns why the connection was dropped without a close
@@ -545,7 +586,10 @@ func (s *Stream) closeCodes() (sent, received closeRecord) {
 func (s *Stream) dropped() string {
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
-	return s.dropReason
+	if s.ending == nil {
+		return ""
+	}
+	return s.ending.dropReason
 }
 
 // LocalAddr returns the server's address of the connection.

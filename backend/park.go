@@ -328,7 +328,7 @@ func (d *Dialer) parkClient(broker net.Conn, tracker *packetTracker, up *clientS
 	}
 	// The stream's context ends when it closes (keepalive, Shutdown, a
 	// close by the broker's side): the pump must then meet the end.
-	if af, ok := ctx.(interface{ AfterFunc(func()) func() bool }); ok {
+	if af, ok := ctx.(afterFuncer); ok {
 		r.stop = af.AfterFunc(r.cp.Ready) // the handler's: no child context, no goroutine waiting
 	} else {
 		r.stop = context.AfterFunc(ctx, r.cp.Ready)

@@ -163,7 +163,7 @@ func (d *Dialer) ServeStream(ctx context.Context, conn net.Conn) error {
 			return fmt.Errorf("backend: set CONNECT deadline: %w", err)
 		}
 	}
-	dialCtx, cancelDial := context.WithCancel(ctx)
+	dialCtx, cancelDial := cancelable(ctx)
 	defer cancelDial()
 	b := &pendingBroker{done: make(chan struct{}), route: d.route(), failed: &dialError{}}
 	go func() {
@@ -176,6 +176,31 @@ func (d *Dialer) ServeStream(ctx context.Context, conn net.Conn) error {
 		}
 	}()
 	return d.relay(ctx, conn, b, watch, cancelDial)
+}
+
+// afterFuncer is a context with an AfterFunc method of its own, as the
+// Handler's stream context has (see context.AfterFunc).
+type afterFuncer interface {
+	AfterFunc(f func()) (stop func() bool)
+}
+
+// cancelable returns a context with ctx's values, canceled when ctx is or
+// when the function returned is called. The Handler's stream context is not
+// asked for a Done channel, which context.WithCancel would make and the
+// stream would keep for its life (112 bytes per idle connection): the
+// cancellation is registered with its AfterFunc method instead. Any other
+// context goes through context.WithCancel.
+func cancelable(ctx context.Context) (context.Context, context.CancelFunc) {
+	af, ok := ctx.(afterFuncer)
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	c, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := af.AfterFunc(cancel)
+	return c, func() {
+		stop()
+		cancel()
+	}
 }
 
 // aLongTimeAgo is a read deadline that ends a blocked read at once.
