@@ -81,6 +81,9 @@ type memory struct {
 	heap      int64 // the child's live Go heap
 	stacks    int64 // the child's goroutine stacks
 	goroutine int
+
+	procFile int64          // the child's file-backed resident pages (RssFile)
+	goMem    proc.Breakdown // the child's Go runtime memory, less what it released
 }
 
 // measure reads the server's memory; a Go child first collects garbage and
@@ -93,6 +96,7 @@ func (s *server) measure() (memory, error) {
 			return m, err
 		}
 		m.procRSS, m.heap, m.stacks, m.goroutine = st.RSS, int64(st.HeapAlloc), int64(st.StackInuse), st.Goroutines
+		m.procFile, m.goMem = st.RSSFile, st.Breakdown()
 	}
 	if s.broker != nil {
 		rss, err := s.broker.RSS()

@@ -52,6 +52,32 @@ func runMemory(ctx context.Context, p plan, res *report.Results, profileDir stri
 				add("stack_KiB/conn", perConn(m.stacks))
 				add("goroutines/conn", float64(m.goroutine)/float64(n))
 				line += fmt.Sprintf(", Go heap %.1f, stacks %.1f, goroutines %.2f", perConn(m.heap), perConn(m.stacks), float64(m.goroutine)/float64(n))
+				// Where the child's RSS goes: the runtime's memory classes,
+				// and the rest of RSS, which the Go runtime does not hold
+				// (or holds mapped but not yet touched, when negative).
+				g := m.goMem
+				rest := m.procRSS - g.Go()
+				for _, part := range []struct {
+					metric string
+					bytes  int64
+				}{
+					{"heap_live_KiB/conn", g.HeapLive},
+					{"heap_unused_KiB/conn", g.HeapUnused},
+					{"heap_free_KiB/conn", g.HeapFree},
+					{"os_stack_KiB/conn", g.OSStacks},
+					{"mspan_KiB/conn", g.MSpan},
+					{"gc_meta_KiB/conn", g.GCMeta},
+					{"runtime_other_KiB/conn", g.Other},
+					{"go_runtime_KiB/conn", g.Go()},
+					{"go_rss_KiB/conn", m.procRSS},
+					{"not_go_KiB/conn", rest},
+					{"rss_file_KiB/conn", m.procFile},
+				} {
+					add(part.metric, perConn(part.bytes))
+				}
+				line += fmt.Sprintf("; of the Go process's RSS %.2f: heap live %.2f, unused %.2f, free %.2f, stacks %.2f, runtime metadata %.2f, other runtime %.2f, rest %.2f (file-backed %.2f)",
+					perConn(m.procRSS), perConn(g.HeapLive), perConn(g.HeapUnused), perConn(g.HeapFree), perConn(g.Stacks+g.OSStacks),
+					perConn(g.MSpan+g.GCMeta), perConn(g.Other), perConn(rest), perConn(m.procFile))
 			}
 			if m.goServer && m.broker {
 				add("proxy_rss_KiB/conn", perConn(m.procRSS))
@@ -138,5 +164,7 @@ func measureIdle(ctx context.Context, target string, n int, profile string) (mem
 		heap:      after.heap - before.heap,
 		stacks:    after.stacks - before.stacks,
 		goroutine: after.goroutine - before.goroutine,
+		procFile:  after.procFile - before.procFile,
+		goMem:     after.goMem.Sub(before.goMem),
 	}, nil
 }

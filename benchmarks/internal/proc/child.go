@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strings"
 	"time"
@@ -115,17 +116,46 @@ func answer(line string) string {
 var profileFile *os.File
 
 // stats collects garbage, returns free memory to the system, and measures.
+// It allocates nothing between the collection and the runtime's figures, so
+// that they agree with each other; reading RSS comes last.
 func stats() Stats {
+	samples := memoryClassSamples()
 	runtime.GC()
 	debug.FreeOSMemory()
+	// ReadMemStats flushes the per-P allocation caches, which the memory
+	// classes count only when flushed.
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	rss, _ := sysinfo.RSS(0)
+	metrics.Read(samples)
+	classes := make(map[string]uint64, len(samples))
+	for _, s := range samples {
+		classes[s.Name] = s.Value.Uint64()
+	}
+	rss, _ := sysinfo.ResidentOf(0)
 	return Stats{
-		RSS:        rss,
+		RSS:        rss.Total,
+		RSSAnon:    rss.Anon,
+		RSSFile:    rss.File,
 		HeapAlloc:  m.HeapAlloc,
+		HeapInuse:  m.HeapInuse,
 		StackInuse: m.StackInuse,
+		MSpanInuse: m.MSpanInuse,
+		GCSys:      m.GCSys,
+		OtherSys:   m.OtherSys,
 		Sys:        m.Sys,
 		Goroutines: runtime.NumGoroutine(),
+		Classes:    classes,
 	}
+}
+
+// memoryClassSamples returns samples for the runtime/metrics memory
+// classes, to be read.
+func memoryClassSamples() []metrics.Sample {
+	var samples []metrics.Sample
+	for _, d := range metrics.All() {
+		if strings.HasPrefix(d.Name, MemoryClasses) && d.Kind == metrics.KindUint64 {
+			samples = append(samples, metrics.Sample{Name: d.Name})
+		}
+	}
+	return samples
 }

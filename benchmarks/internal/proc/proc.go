@@ -31,10 +31,88 @@ const Command = "serve"
 // memory returned to the system so that RSS counts what is kept.
 type Stats struct {
 	RSS        int64  `json:"rss"`         // VmRSS, bytes
+	RSSAnon    int64  `json:"rss_anon"`    // RssAnon: anonymous pages, bytes
+	RSSFile    int64  `json:"rss_file"`    // RssFile: file-backed pages (the executable), bytes
 	HeapAlloc  uint64 `json:"heap_alloc"`  // live heap objects, bytes
+	HeapInuse  uint64 `json:"heap_inuse"`  // in-use heap spans; HeapInuse-HeapAlloc is fragmentation
 	StackInuse uint64 `json:"stack_inuse"` // goroutine stacks, bytes
+	MSpanInuse uint64 `json:"mspan_inuse"` // span descriptors in use, bytes
+	GCSys      uint64 `json:"gc_sys"`      // garbage-collector metadata, bytes
+	OtherSys   uint64 `json:"other_sys"`   // other runtime allocations (netpoll descriptors among them), bytes
 	Sys        uint64 `json:"sys"`         // memory obtained from the system, bytes
 	Goroutines int    `json:"goroutines"`
+
+	// Classes holds the runtime/metrics "/memory/classes/..." values in
+	// bytes, keyed by metric name: an exact partition of Sys.
+	Classes map[string]uint64 `json:"classes"`
+}
+
+// Breakdown partitions the memory the Go runtime has mapped, minus what it
+// has returned to the system, from the runtime/metrics memory classes.
+// Its parts are in bytes; a difference of two may be negative.
+type Breakdown struct {
+	HeapLive   int64 // /memory/classes/heap/objects: live and not yet swept heap objects
+	HeapUnused int64 // /memory/classes/heap/unused: free slots in in-use spans (fragmentation)
+	HeapFree   int64 // /memory/classes/heap/free: free spans not returned to the system
+	Stacks     int64 // /memory/classes/heap/stacks: goroutine stacks (StackInuse)
+	OSStacks   int64 // /memory/classes/os-stacks: thread stacks from the OS (cgo), usually 0
+	MSpan      int64 // /memory/classes/metadata/mspan/...: span descriptors, used and free
+	GCMeta     int64 // /memory/classes/metadata/other and mcache/...: GC and allocator metadata
+	Other      int64 // /memory/classes/other and profiling/buckets: persistent allocations (netpoll descriptors, ...)
+}
+
+// Go returns the sum of the parts: the runtime's memory less what it has
+// released, an upper bound on its share of RSS (mapped pages the process
+// has not touched are not resident).
+func (b Breakdown) Go() int64 {
+	return b.HeapLive + b.HeapUnused + b.HeapFree + b.Stacks + b.OSStacks + b.MSpan + b.GCMeta + b.Other
+}
+
+// Sub returns b - c, part by part.
+func (b Breakdown) Sub(c Breakdown) Breakdown {
+	return Breakdown{
+		HeapLive:   b.HeapLive - c.HeapLive,
+		HeapUnused: b.HeapUnused - c.HeapUnused,
+		HeapFree:   b.HeapFree - c.HeapFree,
+		Stacks:     b.Stacks - c.Stacks,
+		OSStacks:   b.OSStacks - c.OSStacks,
+		MSpan:      b.MSpan - c.MSpan,
+		GCMeta:     b.GCMeta - c.GCMeta,
+		Other:      b.Other - c.Other,
+	}
+}
+
+// MemoryClasses is the prefix of the runtime/metrics memory classes.
+const MemoryClasses = "/memory/classes/"
+
+// Breakdown sorts s.Classes into parts. Classes it does not know, from a
+// later Go release, count as Other, so that the parts still add up to the
+// total less the released heap.
+func (s Stats) Breakdown() Breakdown {
+	var b Breakdown
+	for name, v := range s.Classes {
+		n := int64(v)
+		switch strings.TrimPrefix(name, MemoryClasses) {
+		case "total:bytes", "heap/released:bytes":
+		case "heap/objects:bytes":
+			b.HeapLive += n
+		case "heap/unused:bytes":
+			b.HeapUnused += n
+		case "heap/free:bytes":
+			b.HeapFree += n
+		case "heap/stacks:bytes":
+			b.Stacks += n
+		case "os-stacks:bytes":
+			b.OSStacks += n
+		case "metadata/mspan/inuse:bytes", "metadata/mspan/free:bytes":
+			b.MSpan += n
+		case "metadata/other:bytes", "metadata/mcache/inuse:bytes", "metadata/mcache/free:bytes":
+			b.GCMeta += n
+		default:
+			b.Other += n
+		}
+	}
+	return b
 }
 
 // Proc is a running child target.

@@ -157,7 +157,66 @@ func (r *Results) Markdown(checks []Check, frameSizes, e2eSizes, idleCounts []in
 			fmt.Fprintf(&b, "| %d | %s | %d | %.1f | %s | %s |\n", n, t, int(conns), rss, hs, ss)
 		}
 	}
+	r.writeMemoryBreakdown(&b, idleCounts, idleTargets)
 	return b.String()
+}
+
+// breakdownParts are the columns of the memory breakdown: the Go process's
+// RSS per connection, split into the Go runtime's memory classes and the
+// rest. A column is the sum of its metrics.
+var breakdownParts = []struct {
+	head    string
+	metrics []string
+}{
+	{"heap live", []string{"heap_live_KiB/conn"}},
+	{"heap unused in spans", []string{"heap_unused_KiB/conn"}},
+	{"heap free", []string{"heap_free_KiB/conn"}},
+	{"stacks", []string{"stack_KiB/conn", "os_stack_KiB/conn"}},
+	{"runtime metadata", []string{"mspan_KiB/conn", "gc_meta_KiB/conn"}},
+	{"other runtime", []string{"runtime_other_KiB/conn"}},
+	{"rest of RSS", []string{"not_go_KiB/conn"}},
+	{"of which file-backed", []string{"rss_file_KiB/conn"}},
+}
+
+// writeMemoryBreakdown writes where each idle connection's bytes go in
+// the in-process targets' Go process, if the results have the breakdown.
+func (r *Results) writeMemoryBreakdown(b *strings.Builder, idleCounts []int, idleTargets []string) {
+	header := false
+	for _, n := range idleCounts {
+		cas := fmt.Sprintf("idle/%d", n)
+		for _, t := range idleTargets {
+			rss, ok := r.Median(Memory, cas, t, "go_rss_KiB/conn")
+			if !ok {
+				continue
+			}
+			if !header {
+				header = true
+				b.WriteString("\nWhere the bytes go, in the Go process of each in-process target (the proxy's, without its mosquitto), KiB per connection: the runtime/metrics memory classes after a GC that returns free memory, and the rest of RSS; the parts add up to RSS. " +
+					"Heap unused is the free space in spans that hold live objects (fragmentation); heap free is free spans not yet returned to the system; runtime metadata is the span descriptors and the GC's and allocator's bookkeeping; other runtime is the runtime's persistent allocations, mostly the netpoller's descriptor for each socket. " +
+					"The rest of RSS is what the runtime does not count: file-backed pages (the executable, given apart) and other mappings. It is negative when the runtime counts memory the process has never touched, such as a large buffer allocated from fresh pages and never written. Kernel socket buffers are not in RSS.\n\n")
+				b.WriteString("| connections | target | RSS |")
+				for _, p := range breakdownParts {
+					b.WriteString(" " + p.head + " |")
+				}
+				b.WriteString("\n|---|---|---|" + strings.Repeat("---|", len(breakdownParts)) + "\n")
+			}
+			fmt.Fprintf(b, "| %d | %s | %.2f |", n, t, rss)
+			for _, p := range breakdownParts {
+				sum, found := 0.0, false
+				for _, m := range p.metrics {
+					if v, ok := r.Median(Memory, cas, t, m); ok {
+						sum, found = sum+v, true
+					}
+				}
+				if !found {
+					b.WriteString(" — |")
+					continue
+				}
+				fmt.Fprintf(b, " %.2f |", sum)
+			}
+			b.WriteString("\n")
+		}
+	}
 }
 
 // WriteCSV writes one row per measurement: its median and every round's

@@ -18,30 +18,53 @@ import (
 // RSS returns the resident set size of process pid (0: this process), in
 // bytes, from VmRSS in /proc/PID/status.
 func RSS(pid int) (int64, error) {
+	r, err := ResidentOf(pid)
+	return r.Total, err
+}
+
+// Resident is a process's resident memory in bytes, from /proc/PID/status:
+// Total (VmRSS) is Anon + File + Shmem.
+type Resident struct {
+	Total int64 // VmRSS
+	Anon  int64 // RssAnon: private anonymous pages (Go heap, stacks, runtime metadata)
+	File  int64 // RssFile: file-backed pages (the executable, shared libraries)
+	Shmem int64 // RssShmem
+}
+
+// ResidentOf returns the resident memory of process pid (0: this process).
+func ResidentOf(pid int) (Resident, error) {
+	var r Resident
 	path := "/proc/self/status"
 	if pid != 0 {
 		path = fmt.Sprintf("/proc/%d/status", pid)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, err
+		return r, err
 	}
+	fields := map[string]*int64{"VmRSS": &r.Total, "RssAnon": &r.Anon, "RssFile": &r.File, "RssShmem": &r.Shmem}
+	found := false
 	for line := range bytes.Lines(b) {
-		rest, ok := bytes.CutPrefix(line, []byte("VmRSS:"))
-		if !ok {
+		key, rest, ok := bytes.Cut(line, []byte(":"))
+		dst := fields[string(key)]
+		if !ok || dst == nil {
 			continue
 		}
-		fields := strings.Fields(string(rest))
-		if len(fields) != 2 || fields[1] != "kB" {
-			return 0, fmt.Errorf("sysinfo: unexpected VmRSS line %q in %s", line, path)
+		f := strings.Fields(string(rest))
+		if len(f) != 2 || f[1] != "kB" {
+			return r, fmt.Errorf("sysinfo: unexpected %s line %q in %s", key, line, path)
 		}
-		kb, err := strconv.ParseInt(fields[0], 10, 64)
+		kb, err := strconv.ParseInt(f[0], 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("sysinfo: VmRSS in %s: %w", path, err)
+			return r, fmt.Errorf("sysinfo: %s in %s: %w", key, path, err)
 		}
-		return kb << 10, nil
+		*dst = kb << 10
+		found = found || string(key) == "VmRSS"
 	}
-	return 0, fmt.Errorf("sysinfo: no VmRSS in %s", path)
+	if !found {
+		return r, fmt.Errorf("sysinfo: no VmRSS in %s", path)
+	}
+	return r, nil
 }
 
 // RaiseFileLimit raises this process's RLIMIT_NOFILE to at least want (the
