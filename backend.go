@@ -12,8 +12,9 @@ import (
 // ctx lives as long as the connection (it is not the request's context,
 // which net/http cancels once the handler returns): it is canceled when the
 // stream starts closing or the connection is gone. It carries the request
-// context's values (and those of Handler.Authorize's context). conn is a
-// *Stream.
+// context's values (and those of Handler.Authorize's context), except after
+// backend.Dialer parked an idle relay and returned early: then it no longer
+// reads them, and the handler lets them go. conn is a *Stream.
 //
 // When ServeStream returns, the handler closes the stream: with CloseNormal
 // (1000) for a nil error, with the code of a *CloseError found in the error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 )
 
 // streamContext is a stream's backend context: the values of its parent
@@ -16,12 +17,11 @@ import (
 // A context.WithCancel held for the connection's life cost an idle
 // connection about 400 bytes more.
 type streamContext struct {
-	context.Context // context.WithoutCancel(parent): values only
-
-	mu    sync.Mutex
-	done  chan struct{} // made on first use
-	err   error
-	funcs []*afterFunc // to run once canceled
+	mu     sync.Mutex
+	values context.Context // context.WithoutCancel(parent); nil once let go (see dropValues)
+	done   chan struct{}   // made on first use
+	err    error
+	funcs  []*afterFunc // to run once canceled
 }
 
 // afterFunc is a function registered with streamContext.AfterFunc.
@@ -37,8 +37,33 @@ var closedChan = func() chan struct{} {
 // newStreamContext returns a context with parent's values, and the
 // function that cancels it.
 func newStreamContext(parent context.Context) (*streamContext, context.CancelFunc) {
-	c := &streamContext{Context: context.WithoutCancel(parent)}
+	c := &streamContext{values: context.WithoutCancel(parent)}
 	return c, c.cancel
+}
+
+// Deadline reports no deadline: the stream's life has none.
+func (c *streamContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+
+// Value returns the parent's value for key, or nil once dropValues ran.
+func (c *streamContext) Value(key any) any {
+	c.mu.Lock()
+	values := c.values
+	c.mu.Unlock()
+	if values == nil {
+		return nil
+	}
+	return values.Value(key)
+}
+
+// dropValues lets go of the parent, whose values Value no longer returns.
+// The handler calls it once a backend detached the stream (see park.go):
+// the backend that may detach, backend.Dialer, reads no values after it,
+// and an idle connection then keeps nothing of net/http's request and
+// connection contexts (about 320 bytes).
+func (c *streamContext) dropValues() {
+	c.mu.Lock()
+	c.values = nil
+	c.mu.Unlock()
 }
 
 // Done returns a channel closed once the stream closes.

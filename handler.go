@@ -357,6 +357,9 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) (string, context
 func (h *Handler) serve(ctx context.Context, s *Stream) {
 	err := h.runBackend(ctx, s)
 	if errors.Is(err, park.ErrDetached) && s.detached.Load() {
+		if sc, ok := ctx.(*streamContext); ok {
+			sc.dropValues()
+		}
 		return
 	}
 	h.finish(s, err)

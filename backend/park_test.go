@@ -5,6 +5,8 @@ package backend_test
 import (
 	"context"
 	"net"
+	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +47,55 @@ func expectRelayGoroutines(t *testing.T, want int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+type requestValueKey struct{}
+
+// A parked relay keeps nothing of the HTTP request: the backend context's
+// values (here one that Authorize added to the request's context) are let
+// go once the Dialer detaches, so that net/http's request and connection
+// contexts cost an idle connection nothing; the relay still carries both
+// ways. Not parallel: it counts every relay goroutine of the process.
+func TestParkedRelayLetsGoOfTheRequestsValues(t *testing.T) {
+	broker := testbroker.StartMosquitto(t)
+	released := make(chan struct{})
+	srv := testbroker.Serve(t, &mqttws.Handler{
+		Backend: logged(t, &backend.Dialer{Addresses: []string{broker}}),
+		Authorize: func(r *http.Request) (context.Context, error) {
+			v := new([64]byte)
+			runtime.AddCleanup(v, func(ch chan struct{}) { close(ch) }, released)
+			return context.WithValue(r.Context(), requestValueKey{}, v), nil
+		},
+	})
+	c := testbroker.DialWS(t, srv.URL)
+	if err := c.WriteFrame(ws.NewBinaryFrame(testbroker.ConnectPacket(testbroker.ClientID("released"), 60))); err != nil {
+		t.Fatal(err)
+	}
+	c.ExpectData(t, testbroker.ConnackAccepted)
+	expectRelayGoroutines(t, 0)
+
+	deadline := time.Now().Add(5 * time.Second)
+	for collected := false; !collected; {
+		runtime.GC()
+		select {
+		case <-released:
+			collected = true
+		case <-time.After(20 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatal("the value Authorize put in the request's context is still reachable 5s after the relay parked")
+			}
+		}
+	}
+
+	if err := c.WriteFrame(ws.NewBinaryFrame([]byte{0xc0, 0x00})); err != nil { // PINGREQ
+		t.Fatal(err)
+	}
+	c.ExpectData(t, []byte{0xd0, 0x00})
+	if err := c.WriteFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))); err != nil {
+		t.Fatal(err)
+	}
+	c.ExpectClose(t, mqttws.CloseNormal, 5*time.Second)
+	srv.WaitActiveStreams(0, 5*time.Second)
 }
 
 // An idle relay to a broker over TCP holds no goroutine: both directions
