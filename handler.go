@@ -167,6 +167,7 @@ type Handler struct {
 	pool       bufferPool
 	refusalLog rateLimiter
 
+	clock        tickClock // the streams' keepalive ticks
 	mu           sync.Mutex
 	streams      map[*Stream]struct{}
 	admitting    int                  // requests admitted but not yet tracked
@@ -244,6 +245,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		firstDataTimeout: orDefault(h.FirstDataTimeout, DefaultFirstDataTimeout),
 		closeTimeout:     orDefault(h.CloseTimeout, DefaultCloseTimeout),
 		cancel:           cancel,
+		clock:            &h.clock,
 	})
 	admitted = false
 	if !h.track(s) {

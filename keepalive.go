@@ -42,19 +42,25 @@ type keepalive struct {
 	lastPing time.Duration // when the last ping went out; pings are not traffic
 	awaiting bool          // a ping went out to a silent client
 	pingAt   time.Duration // when that ping went out
-	ticker   *time.Timer
-	deadline *time.Timer // first data
+	deadline *time.Timer   // first data
+
+	// The next tick, on the handler's clock: due and index are the
+	// clock's, under its mu.
+	clock *tickClock
+	due   time.Duration // on the clock's time
+	index int           // in the clock's queue; -1: not in it
 }
 
-func (k *keepalive) start(s *Stream, pingInterval, pongTimeout, firstData time.Duration) {
+func (k *keepalive) start(s *Stream, clock *tickClock, pingInterval, pongTimeout, firstData time.Duration) {
 	k.s = s
-	k.traffic.base = s.start
+	k.clock = clock
+	k.index = -1
 	k.pingInterval = pingInterval
 	k.pongTimeout = pongTimeout
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if pingInterval > 0 {
-		k.ticker = time.AfterFunc(pingInterval, k.tick)
+		clock.schedule(k, pingInterval)
 	}
 	if firstData > 0 {
 		k.deadline = time.AfterFunc(firstData, func() { k.firstDataExpired(firstData) })
@@ -80,9 +86,7 @@ func (k *keepalive) stop() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.stopped = true
-	if k.ticker != nil {
-		k.ticker.Stop()
-	}
+	k.clock.remove(k)
 	if k.deadline != nil {
 		k.deadline.Stop()
 	}
@@ -115,7 +119,7 @@ func (k *keepalive) tick() {
 				k.s.drop(fmt.Sprintf("no answer to a ping within %v", k.pongTimeout))
 				return
 			}
-			k.ticker.Reset(k.pingAt + k.pongTimeout - now)
+			k.clock.schedule(k, k.pingAt+k.pongTimeout-now)
 			k.mu.Unlock()
 			return
 		}
@@ -124,7 +128,7 @@ func (k *keepalive) tick() {
 	out := time.Duration(k.traffic.out.Load())
 	due := max(min(in, out), k.lastPing) + k.pingInterval
 	if now < due {
-		k.ticker.Reset(due - now)
+		k.clock.schedule(k, due-now)
 		k.mu.Unlock()
 		return
 	}
@@ -139,17 +143,17 @@ func (k *keepalive) tick() {
 		return
 	}
 	if !sent { // a write is under way (traffic enough) or the stream is closing
-		k.ticker.Reset(k.pingInterval)
+		k.clock.schedule(k, k.pingInterval)
 		return
 	}
 	k.lastPing = now
 	if now-in >= k.pingInterval && k.pongTimeout > 0 {
 		k.awaiting = true
 		k.pingAt = now
-		k.ticker.Reset(min(k.pingInterval, k.pongTimeout))
+		k.clock.schedule(k, min(k.pingInterval, k.pongTimeout))
 		return
 	}
-	k.ticker.Reset(k.pingInterval)
+	k.clock.schedule(k, k.pingInterval)
 }
 
 // ping sends a ping unless a write is under way (which is traffic enough)

@@ -163,7 +163,7 @@ func (h *Handler) logEnd(s *Stream, backendErr error) {
 		"remote", s.RemoteAddr().String(),
 		"subprotocol", s.subprotocol,
 		"http", s.httpProto,
-		"duration", time.Since(s.start).Round(time.Millisecond),
+		"duration", time.Since(s.keepalive.traffic.base).Round(time.Millisecond),
 		"bytes_in", s.bytesIn.Load(),
 		"bytes_out", s.bytesOut.Load(),
 		"frames_in", s.framesIn.Load(),

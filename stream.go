@@ -33,10 +33,9 @@ type Stream struct {
 	httpProto    string // the HTTP version that carried the upgrade, for logs
 	closeTimeout time.Duration
 	cancel       context.CancelFunc // ends the backend's context
-	start        time.Time
-	handler      *Handler    // serves the stream in a goroutine it may let go of; nil over HTTP/2
-	detached     atomic.Bool // the backend serves on after ServeStream returned
-	closing      atomic.Bool // Close has begun
+	handler      *Handler           // serves the stream in a goroutine it may let go of; nil over HTTP/2
+	detached     atomic.Bool        // the backend serves on after ServeStream returned
+	closing      atomic.Bool        // Close has begun
 
 	readMu  sync.Mutex
 	fr      frameReader
@@ -100,6 +99,7 @@ type streamConfig struct {
 	firstDataTimeout time.Duration
 	closeTimeout     time.Duration
 	cancel           context.CancelFunc
+	clock            *tickClock // runs the keepalive's ticks; nil: one of its own
 }
 
 // newStream serves conn, reading the client's bytes from src (conn itself, or
@@ -113,7 +113,6 @@ func newStream(conn net.Conn, src io.Reader, cfg streamConfig) *Stream {
 		httpProto:      cfg.httpProto,
 		closeTimeout:   cfg.closeTimeout,
 		cancel:         cfg.cancel,
-		start:          time.Now(),
 		writeFrameSize: cfg.writeFrameSize,
 		writeTimeout:   cfg.writeTimeout,
 	}
@@ -126,7 +125,12 @@ func newStream(conn net.Conn, src io.Reader, cfg streamConfig) *Stream {
 		s.deflate = newStreamDeflate(s, cfg.deflate)
 		s.fr.deflate = true
 	}
-	s.keepalive.start(s, cfg.pingInterval, cfg.pongTimeout, cfg.firstDataTimeout)
+	s.keepalive.traffic.base = time.Now()
+	clock := cfg.clock
+	if clock == nil {
+		clock = new(tickClock)
+	}
+	s.keepalive.start(s, clock, cfg.pingInterval, cfg.pongTimeout, cfg.firstDataTimeout)
 	return s
 }
 
