@@ -233,9 +233,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := newStream(conn, src, streamConfig{
 		pool:             h.bufferPool(),
 		subprotocol:      subprotocol,
-		httpProto:        r.Proto,
+		httpMajor:        uint8(r.ProtoMajor),
 		remoteAddr:       remote,
-		addrKey:          addrKey,
 		maxFrameSize:     h.MaxFrameSize,
 		writeFrameSize:   h.WriteFrameSize,
 		deflate:          deflate,

@@ -60,7 +60,7 @@ func (h *Handler) track(s *Stream) bool {
 	defer h.mu.Unlock()
 	h.admitting--
 	if h.shuttingDown {
-		h.releaseAddrLocked(s.addrKey)
+		h.releaseAddrLocked(s.addrKey())
 		return false
 	}
 	if h.streams == nil {
@@ -78,7 +78,7 @@ func (h *Handler) track(s *Stream) bool {
 func (h *Handler) untrack(s *Stream) {
 	h.mu.Lock()
 	delete(h.streams, s)
-	h.releaseAddrLocked(s.addrKey)
+	h.releaseAddrLocked(s.addrKey())
 	h.stats.add(s)
 	h.mu.Unlock()
 	h.active.Done()

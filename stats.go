@@ -162,7 +162,7 @@ func (h *Handler) logEnd(s *Stream, backendErr error) {
 	attrs := []any{
 		"remote", s.RemoteAddr().String(),
 		"subprotocol", s.subprotocol,
-		"http", s.httpProto,
+		"http", s.httpProto(),
 		"duration", time.Since(s.keepalive.traffic.base).Round(time.Millisecond),
 		"bytes_in", s.bytesIn.Load(),
 		"bytes_out", s.bytesOut.Load(),

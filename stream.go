@@ -28,14 +28,15 @@ var ErrStreamClosed = errors.New("mqttws: stream closed")
 type Stream struct {
 	conn         net.Conn
 	remoteAddr   net.Addr
-	addrKey      netip.Prefix // the client network counted for MaxConnectionsPerAddr
 	subprotocol  string
-	httpProto    string // the HTTP version that carried the upgrade, for logs
 	closeTimeout time.Duration
 	cancel       context.CancelFunc // ends the backend's context
 	handler      *Handler           // serves the stream in a goroutine it may let go of; nil over HTTP/2
 	detached     atomic.Bool        // the backend serves on after ServeStream returned
 	closing      atomic.Bool        // Close has begun
+	httpMajor    uint8              // the HTTP version that carried the upgrade (1 or 2), for logs
+	closeSent    bool               // no data may follow a close frame; under writeMu
+	connGone     bool               // the TCP connection is closed; under closeMu
 
 	readMu  sync.Mutex
 	fr      frameReader
@@ -46,7 +47,6 @@ type Stream struct {
 	writeMu        sync.Mutex
 	fw             frameWriter
 	writeErr       error // set once a write failed
-	closeSent      bool  // no data may follow a close frame
 	writeFrameSize int
 
 	writeTimeout  time.Duration
@@ -56,22 +56,21 @@ type Stream struct {
 
 	keepalive keepalive
 
-	closeTimer atomic.Pointer[time.Timer]
-	closeOnce  sync.Once
+	closeOnce sync.Once
 
 	bytesIn, bytesOut   atomic.Int64
 	framesIn, framesOut atomic.Int64
 
-	closeMu  sync.Mutex    // guards what follows
-	connGone bool          // the TCP connection is closed
-	done     chan struct{} // made by the first to wait for the connection's end
-	ending   *closeLog     // made with the first close frame or drop
+	closeMu sync.Mutex    // guards what follows, and connGone
+	done    chan struct{} // made by the first to wait for the connection's end
+	ending  *closeLog     // made with the first close frame or drop
 }
 
 // closeLog is how a stream ended: what is known of it once a close frame
 // went either way or the connection was dropped. It is kept apart from the
 // Stream, which an idle connection holds, and made only when the end begins.
 type closeLog struct {
+	closeTimer *time.Timer // closes the connection CloseTimeout after Close began
 	sent, rcvd closeRecord
 	dropReason string // why the connection was dropped without a close handshake
 }
@@ -87,9 +86,8 @@ type closeRecord struct {
 type streamConfig struct {
 	pool             *bufferPool
 	subprotocol      string
-	httpProto        string
+	httpMajor        uint8
 	remoteAddr       net.Addr // nil: the connection's
-	addrKey          netip.Prefix
 	maxFrameSize     int64
 	writeFrameSize   int
 	deflate          *deflateConfig // nil: permessage-deflate not negotiated
@@ -108,9 +106,8 @@ func newStream(conn net.Conn, src io.Reader, cfg streamConfig) *Stream {
 	s := &Stream{
 		conn:           conn,
 		remoteAddr:     conn.RemoteAddr(),
-		addrKey:        cfg.addrKey,
 		subprotocol:    cfg.subprotocol,
-		httpProto:      cfg.httpProto,
+		httpMajor:      cfg.httpMajor,
 		closeTimeout:   cfg.closeTimeout,
 		cancel:         cfg.cancel,
 		writeFrameSize: cfg.writeFrameSize,
@@ -132,6 +129,19 @@ func newStream(conn net.Conn, src io.Reader, cfg streamConfig) *Stream {
 	}
 	s.keepalive.start(s, clock, cfg.pingInterval, cfg.pongTimeout, cfg.firstDataTimeout)
 	return s
+}
+
+// addrKey returns the client network counted for MaxConnectionsPerAddr:
+// the one the handler admitted the stream in (it is computed from the same
+// address).
+func (s *Stream) addrKey() netip.Prefix { return clientKey(s.remoteAddr) }
+
+// httpProto returns the HTTP version that carried the upgrade, for logs.
+func (s *Stream) httpProto() string {
+	if s.httpMajor == 2 {
+		return "HTTP/2.0"
+	}
+	return "HTTP/1.1"
 }
 
 // Subprotocol returns the negotiated WebSocket subprotocol: "mqtt",
@@ -484,9 +494,12 @@ func (s *Stream) CloseWith(code CloseCode, reason string) error {
 	}
 	s.sendClose(code, reason)
 	_ = s.conn.SetReadDeadline(time.Now().Add(s.closeTimeout))
-	s.closeTimer.Store(time.AfterFunc(s.closeTimeout, s.closeConn))
+	timer := time.AfterFunc(s.closeTimeout, s.closeConn)
+	s.closeMu.Lock()
+	s.endingLocked().closeTimer = timer
+	s.closeMu.Unlock()
 	if s.connClosed() { // closed meanwhile, maybe before the timer was stored
-		s.closeTimer.Load().Stop()
+		timer.Stop()
 		return nil
 	}
 	// Whoever reads next (the backend, or the handler once the backend has
@@ -517,9 +530,11 @@ func (s *Stream) drain() {
 func (s *Stream) closeConn() {
 	s.closeOnce.Do(func() {
 		s.keepalive.stop()
-		if t := s.closeTimer.Load(); t != nil {
-			t.Stop()
+		s.closeMu.Lock()
+		if s.ending != nil && s.ending.closeTimer != nil {
+			s.ending.closeTimer.Stop()
 		}
+		s.closeMu.Unlock()
 		_ = s.conn.Close()
 		s.closeMu.Lock()
 		s.connGone = true
