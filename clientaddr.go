@@ -62,6 +62,13 @@ func addrPort(a net.Addr) (netip.AddrPort, bool) {
 	return ap, err == nil
 }
 
+// sameAddr reports whether a and b are the same IP address and port.
+func sameAddr(a, b net.Addr) bool {
+	ap, ok := addrPort(a)
+	bp, ok2 := addrPort(b)
+	return ok && ok2 && ap == bp
+}
+
 func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 	a = a.Unmap()
 	for _, p := range trusted {

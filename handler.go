@@ -183,7 +183,8 @@ type Handler struct {
 // returns when it ends. Requests that are not WebSocket handshakes, or that
 // the handler's policy refuses, get a plain-text HTTP error.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	remote := clientAddr(requestPeer(r), r.Header, h.TrustedProxies, h.ClientAddrHeader)
+	peer := requestPeer(r)
+	remote := clientAddr(peer, r.Header, h.TrustedProxies, h.ClientAddrHeader)
 	addrKey := clientKey(remote)
 	subprotocol, parent, refusal := h.check(w, r)
 	if refusal == nil {
@@ -229,6 +230,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if remote == peer && sameAddr(conn.RemoteAddr(), peer) {
+		// The client is the TCP peer: the stream reports the address
+		// the connection holds already, and keeps no copy of it.
+		remote = nil
+	}
 	ctx, cancel := newStreamContext(parent)
 	s := newStream(conn, src, streamConfig{
 		pool:             h.bufferPool(),
