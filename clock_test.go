@@ -80,7 +80,7 @@ func TestTickClockQueueStaysConsistent(t *testing.T) {
 	var clock tickClock
 	ks := make([]*keepalive, 200)
 	for i := range ks {
-		ks[i] = &keepalive{index: -1, clock: &clock, stopped: true} // a stopped tick returns at once
+		ks[i] = &keepalive{index: -1, stopped: true} // a stopped tick returns at once
 	}
 	var wg sync.WaitGroup
 	for g := range 4 {

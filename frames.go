@@ -22,9 +22,9 @@ type frameReader struct {
 
 	fragmented bool    // inside a message whose last frame has not come yet
 	compressed bool    // the current message is compressed (its first frame had RSV1)
+	mask       [4]byte // the current data frame's mask
 	remaining  int64   // payload bytes of the current data frame still to read
 	offset     int     // payload bytes of the current data frame already unmasked
-	mask       [4]byte // the current data frame's mask
 
 	// Frames and payload bytes read but not yet added to the stream's
 	// counters (see Stream.publishCounts).

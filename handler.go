@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -167,7 +168,8 @@ type Handler struct {
 	pool       bufferPool
 	refusalLog rateLimiter
 
-	clock        tickClock // the streams' keepalive ticks
+	clock        tickClock                      // the streams' keepalive ticks
+	settings     atomic.Pointer[streamSettings] // the streams' shared settings
 	mu           sync.Mutex
 	streams      map[*Stream]struct{}
 	admitting    int                  // requests admitted but not yet tracked
@@ -242,15 +244,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpMajor:        uint8(r.ProtoMajor),
 		remoteAddr:       remote,
 		maxFrameSize:     h.MaxFrameSize,
-		writeFrameSize:   h.WriteFrameSize,
 		deflate:          deflate,
-		pingInterval:     orDefault(h.PingInterval, DefaultPingInterval),
-		pongTimeout:      orDefault(h.PongTimeout, DefaultPongTimeout),
-		writeTimeout:     orDefault(h.WriteTimeout, DefaultWriteTimeout),
 		firstDataTimeout: orDefault(h.FirstDataTimeout, DefaultFirstDataTimeout),
-		closeTimeout:     orDefault(h.CloseTimeout, DefaultCloseTimeout),
 		cancel:           cancel,
-		clock:            &h.clock,
+		settings:         h.streamSettings(),
 	})
 	admitted = false
 	if !h.track(s) {
@@ -395,6 +392,25 @@ func (h *Handler) runBackend(ctx context.Context, s *Stream) (err error) {
 		}
 	}()
 	return h.Backend.ServeStream(ctx, s)
+}
+
+// streamSettings returns the settings a new stream keeps, shared with the
+// streams before it unless the Handler's fields changed since.
+func (h *Handler) streamSettings() *streamSettings {
+	want := streamSettings{
+		writeFrameSize: h.WriteFrameSize,
+		writeTimeout:   orDefault(h.WriteTimeout, DefaultWriteTimeout),
+		closeTimeout:   orDefault(h.CloseTimeout, DefaultCloseTimeout),
+		pingInterval:   orDefault(h.PingInterval, DefaultPingInterval),
+		pongTimeout:    orDefault(h.PongTimeout, DefaultPongTimeout),
+		clock:          &h.clock,
+	}
+	if p := h.settings.Load(); p != nil && *p == want {
+		return p
+	}
+	p := &want
+	h.settings.Store(p)
+	return p
 }
 
 func (h *Handler) bufferPool() *bufferPool {

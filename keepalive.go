@@ -31,36 +31,30 @@ func (t *traffic) sent()     { t.out.Store(int64(t.now())) }
 // PongTimeout after a ping (a dead peer behind a NAT never says goodbye),
 // and closes one that sends no MQTT byte in time after the upgrade.
 type keepalive struct {
-	s            *Stream
-	traffic      traffic
-	pingInterval time.Duration
-	pongTimeout  time.Duration
+	s       *Stream
+	traffic traffic
 
 	gotData  atomic.Bool // a payload byte came in since the upgrade
 	mu       sync.Mutex  // serializes ticks and stop
 	stopped  bool
-	lastPing time.Duration // when the last ping went out; pings are not traffic
 	awaiting bool          // a ping went out to a silent client
+	lastPing time.Duration // when the last ping went out; pings are not traffic
 	pingAt   time.Duration // when that ping went out
 	deadline *time.Timer   // first data
 
-	// The next tick, on the handler's clock: due and index are the
-	// clock's, under its mu.
-	clock *tickClock
+	// The next tick, on the handler's clock (s.set.clock): due and index
+	// are the clock's, under its mu.
 	due   time.Duration // on the clock's time
 	index int           // in the clock's queue; -1: not in it
 }
 
-func (k *keepalive) start(s *Stream, clock *tickClock, pingInterval, pongTimeout, firstData time.Duration) {
+func (k *keepalive) start(s *Stream, firstData time.Duration) {
 	k.s = s
-	k.clock = clock
 	k.index = -1
-	k.pingInterval = pingInterval
-	k.pongTimeout = pongTimeout
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if pingInterval > 0 {
-		clock.schedule(k, pingInterval)
+	if s.set.pingInterval > 0 {
+		s.set.clock.schedule(k, s.set.pingInterval)
 	}
 	if firstData > 0 {
 		k.deadline = time.AfterFunc(firstData, func() { k.firstDataExpired(firstData) })
@@ -86,7 +80,7 @@ func (k *keepalive) stop() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.stopped = true
-	k.clock.remove(k)
+	k.s.set.clock.remove(k)
 	if k.deadline != nil {
 		k.deadline.Stop()
 	}
@@ -113,22 +107,22 @@ func (k *keepalive) tick() {
 	in := time.Duration(k.traffic.in.Load())
 	if k.awaiting {
 		if in <= k.pingAt {
-			if now-k.pingAt >= k.pongTimeout {
+			if now-k.pingAt >= k.s.set.pongTimeout {
 				k.mu.Unlock()
 				// Drop without a close handshake: nobody is there to answer.
-				k.s.drop(fmt.Sprintf("no answer to a ping within %v", k.pongTimeout))
+				k.s.drop(fmt.Sprintf("no answer to a ping within %v", k.s.set.pongTimeout))
 				return
 			}
-			k.clock.schedule(k, k.pingAt+k.pongTimeout-now)
+			k.s.set.clock.schedule(k, k.pingAt+k.s.set.pongTimeout-now)
 			k.mu.Unlock()
 			return
 		}
 		k.awaiting = false
 	}
 	out := time.Duration(k.traffic.out.Load())
-	due := max(min(in, out), k.lastPing) + k.pingInterval
+	due := max(min(in, out), k.lastPing) + k.s.set.pingInterval
 	if now < due {
-		k.clock.schedule(k, due-now)
+		k.s.set.clock.schedule(k, due-now)
 		k.mu.Unlock()
 		return
 	}
@@ -143,17 +137,17 @@ func (k *keepalive) tick() {
 		return
 	}
 	if !sent { // a write is under way (traffic enough) or the stream is closing
-		k.clock.schedule(k, k.pingInterval)
+		k.s.set.clock.schedule(k, k.s.set.pingInterval)
 		return
 	}
 	k.lastPing = now
-	if now-in >= k.pingInterval && k.pongTimeout > 0 {
+	if now-in >= k.s.set.pingInterval && k.s.set.pongTimeout > 0 {
 		k.awaiting = true
 		k.pingAt = now
-		k.clock.schedule(k, min(k.pingInterval, k.pongTimeout))
+		k.s.set.clock.schedule(k, min(k.s.set.pingInterval, k.s.set.pongTimeout))
 		return
 	}
-	k.clock.schedule(k, k.pingInterval)
+	k.s.set.clock.schedule(k, k.s.set.pingInterval)
 }
 
 // ping sends a ping unless a write is under way (which is traffic enough)

@@ -26,17 +26,17 @@ var ErrStreamClosed = errors.New("mqttws: stream closed")
 // itself. Write sends binary frames. One goroutine may Read while others
 // Write; control frames the reader sends never interleave with data frames.
 type Stream struct {
-	conn         net.Conn
-	remoteAddr   net.Addr
-	subprotocol  string
-	closeTimeout time.Duration
-	cancel       context.CancelFunc // ends the backend's context
-	handler      *Handler           // serves the stream in a goroutine it may let go of; nil over HTTP/2
-	detached     atomic.Bool        // the backend serves on after ServeStream returned
-	closing      atomic.Bool        // Close has begun
-	httpMajor    uint8              // the HTTP version that carried the upgrade (1 or 2), for logs
-	closeSent    bool               // no data may follow a close frame; under writeMu
-	connGone     bool               // the TCP connection is closed; under closeMu
+	conn        net.Conn
+	remoteAddr  net.Addr
+	subprotocol string
+	set         *streamSettings    // the handler's settings
+	cancel      context.CancelFunc // ends the backend's context
+	handler     *Handler           // serves the stream in a goroutine it may let go of; nil over HTTP/2
+	detached    atomic.Bool        // the backend serves on after ServeStream returned
+	closing     atomic.Bool        // Close has begun
+	httpMajor   uint8              // the HTTP version that carried the upgrade (1 or 2), for logs
+	closeSent   bool               // no data may follow a close frame; under writeMu
+	connGone    bool               // the TCP connection is closed; under closeMu
 
 	readMu  sync.Mutex
 	fr      frameReader
@@ -44,12 +44,10 @@ type Stream struct {
 
 	deflate *streamDeflate // nil unless permessage-deflate was negotiated
 
-	writeMu        sync.Mutex
-	fw             frameWriter
-	writeErr       error // set once a write failed
-	writeFrameSize int
+	writeMu  sync.Mutex
+	fw       frameWriter
+	writeErr error // set once a write failed
 
-	writeTimeout  time.Duration
 	writeDeadline atomic.Int64 // the deadline set through the stream, Unix ns; 0: none
 	armedUntil    atomic.Int64 // the write deadline armed for WriteTimeout, Unix ns; 0: none
 	closeDeadline atomic.Int64 // the write deadline of the close frame, Unix ns; 0: none
@@ -98,20 +96,33 @@ type streamConfig struct {
 	closeTimeout     time.Duration
 	cancel           context.CancelFunc
 	clock            *tickClock // runs the keepalive's ticks; nil: one of its own
+
+	// settings, when set, holds the fields above that a Stream keeps,
+	// shared with the other streams of its Handler.
+	settings *streamSettings
+}
+
+// streamSettings are the settings a Stream keeps from its Handler: one copy
+// per Handler, shared by its streams, so that each holds a pointer rather
+// than the values (see TestStreamFitsItsSizeClass).
+type streamSettings struct {
+	writeFrameSize int
+	writeTimeout   time.Duration
+	closeTimeout   time.Duration
+	pingInterval   time.Duration
+	pongTimeout    time.Duration
+	clock          *tickClock // runs the keepalive's ticks
 }
 
 // newStream serves conn, reading the client's bytes from src (conn itself, or
 // a reader that first returns bytes buffered before the hijack).
 func newStream(conn net.Conn, src io.Reader, cfg streamConfig) *Stream {
 	s := &Stream{
-		conn:           conn,
-		remoteAddr:     conn.RemoteAddr(),
-		subprotocol:    cfg.subprotocol,
-		httpMajor:      cfg.httpMajor,
-		closeTimeout:   cfg.closeTimeout,
-		cancel:         cfg.cancel,
-		writeFrameSize: cfg.writeFrameSize,
-		writeTimeout:   cfg.writeTimeout,
+		conn:        conn,
+		remoteAddr:  conn.RemoteAddr(),
+		subprotocol: cfg.subprotocol,
+		httpMajor:   cfg.httpMajor,
+		cancel:      cfg.cancel,
 	}
 	if cfg.remoteAddr != nil {
 		s.remoteAddr = cfg.remoteAddr
@@ -122,12 +133,23 @@ func newStream(conn net.Conn, src io.Reader, cfg streamConfig) *Stream {
 		s.deflate = newStreamDeflate(s, cfg.deflate)
 		s.fr.deflate = true
 	}
-	s.keepalive.traffic.base = time.Now()
-	clock := cfg.clock
-	if clock == nil {
-		clock = new(tickClock)
+	s.set = cfg.settings
+	if s.set == nil {
+		clock := cfg.clock
+		if clock == nil {
+			clock = new(tickClock)
+		}
+		s.set = &streamSettings{
+			writeFrameSize: cfg.writeFrameSize,
+			writeTimeout:   cfg.writeTimeout,
+			closeTimeout:   cfg.closeTimeout,
+			pingInterval:   cfg.pingInterval,
+			pongTimeout:    cfg.pongTimeout,
+			clock:          clock,
+		}
 	}
-	s.keepalive.start(s, clock, cfg.pingInterval, cfg.pongTimeout, cfg.firstDataTimeout)
+	s.keepalive.traffic.base = time.Now()
+	s.keepalive.start(s, cfg.firstDataTimeout)
 	return s
 }
 
@@ -379,8 +401,8 @@ func (s *Stream) Write(p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
 		chunk := p
-		if s.writeFrameSize > 0 && len(chunk) > s.writeFrameSize {
-			chunk = chunk[:s.writeFrameSize]
+		if s.set.writeFrameSize > 0 && len(chunk) > s.set.writeFrameSize {
+			chunk = chunk[:s.set.writeFrameSize]
 		}
 		if err := s.writeFrameLocked(ws.OpBinary, chunk); err != nil {
 			return written, err
@@ -421,17 +443,17 @@ func (s *Stream) writeHeaderLocked(h ws.Header, payload []byte) error {
 // moved only when the one in force would give the write less than half of
 // WriteTimeout, which saves a runtime call on most frames.
 func (s *Stream) armWriteDeadline() {
-	if s.writeTimeout <= 0 {
+	if s.set.writeTimeout <= 0 {
 		return
 	}
-	want := time.Now().Add(s.writeTimeout).UnixNano()
+	want := time.Now().Add(s.set.writeTimeout).UnixNano()
 	if user := s.writeDeadline.Load(); user != 0 && user < want {
 		want = user
 	}
 	if cd := s.closeDeadline.Load(); cd != 0 && cd < want {
 		want = cd
 	}
-	if armed := s.armedUntil.Load(); armed != 0 && armed <= want && armed >= want-int64(s.writeTimeout/2) {
+	if armed := s.armedUntil.Load(); armed != 0 && armed <= want && armed >= want-int64(s.set.writeTimeout/2) {
 		return
 	}
 	s.armedUntil.Store(want)
@@ -451,7 +473,7 @@ func (s *Stream) writeControl(op ws.OpCode, payload []byte) {
 // sendClose sends a close frame once. It bounds the time a stuck writer may
 // hold the stream with a write deadline.
 func (s *Stream) sendClose(code CloseCode, reason string) {
-	cd := time.Now().Add(s.closeTimeout)
+	cd := time.Now().Add(s.set.closeTimeout)
 	s.closeDeadline.CompareAndSwap(0, cd.UnixNano())
 	_ = s.conn.SetWriteDeadline(time.Unix(0, s.closeDeadline.Load()))
 	s.writeMu.Lock()
@@ -493,8 +515,8 @@ func (s *Stream) CloseWith(code CloseCode, reason string) error {
 		s.cancel() // the backend's context: the connection is ending
 	}
 	s.sendClose(code, reason)
-	_ = s.conn.SetReadDeadline(time.Now().Add(s.closeTimeout))
-	timer := time.AfterFunc(s.closeTimeout, s.closeConn)
+	_ = s.conn.SetReadDeadline(time.Now().Add(s.set.closeTimeout))
+	timer := time.AfterFunc(s.set.closeTimeout, s.closeConn)
 	s.closeMu.Lock()
 	s.endingLocked().closeTimer = timer
 	s.closeMu.Unlock()
