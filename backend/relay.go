@@ -163,10 +163,10 @@ func closeClient(client net.Conn, code mqttws.CloseCode, reason string) {
 type clientSide struct {
 	answer  *answerWait
 	tracker packetTracker
-	ended   atomic.Bool        // the client's stream ended: the broker's close was asked for
 	broken  *mqttws.CloseError // the client broke the CONNECT rules
 	err     error              // why the client's side ended before the copy began
 	wg      sync.WaitGroup     // done once the client's side ended
+	ended   atomic.Bool        // the client's stream ended: the broker's close was asked for
 
 	mu           sync.Mutex
 	over         bool // the client's side ended
