@@ -232,16 +232,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if remote == peer && sameAddr(conn.RemoteAddr(), peer) {
-		// The client is the TCP peer: the stream reports the address
-		// the connection holds already, and keeps no copy of it.
+	if ta, ok := conn.RemoteAddr().(*net.TCPAddr); ok && remote == peer && sameAddr(ta, peer) {
+		// The client is the TCP peer: the stream reports the address the
+		// connection holds already, and keeps no copy of it. (Only a
+		// *net.TCPAddr: a listener's own address type would count the
+		// client in another network for MaxConnectionsPerAddr, and give a
+		// PROXY protocol header no address.)
 		remote = nil
 	}
 	ctx, cancel := newStreamContext(parent)
 	s := newStream(conn, src, streamConfig{
 		pool:             h.bufferPool(),
 		subprotocol:      subprotocol,
-		httpMajor:        uint8(r.ProtoMajor),
+		httpVersion:      uint8(min(r.ProtoMajor, 15)<<4 | min(r.ProtoMinor, 15)),
 		remoteAddr:       remote,
 		maxFrameSize:     h.MaxFrameSize,
 		deflate:          deflate,

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -193,4 +194,73 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// addrOfItsOwn is a peer address of a listener's own type, in ip:port form.
+type addrOfItsOwn string
+
+func (a addrOfItsOwn) Network() string { return "tcp" }
+func (a addrOfItsOwn) String() string  { return string(a) }
+
+// ownAddrListener hands out connections that report their peer as an
+// addrOfItsOwn, as some listener wrappers do.
+type ownAddrListener struct{ net.Listener }
+
+type ownAddrConn struct{ net.Conn }
+
+func (c ownAddrConn) RemoteAddr() net.Addr { return addrOfItsOwn(c.Conn.RemoteAddr().String()) }
+
+func (l ownAddrListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return ownAddrConn{c}, nil
+}
+
+// Behind a listener whose connections report their peer with an address
+// type of their own, a stream still reports the client as a *net.TCPAddr
+// (what a PROXY protocol header needs), and a connection that ends gives
+// its MaxConnectionsPerAddr slot back: the next one from the address gets
+// in. (Found in review: the slot leaked once the stream kept the
+// connection's own address.)
+func TestPerAddrSlotComesBackBehindAListenerWithItsOwnAddrType(t *testing.T) {
+	t.Parallel()
+	remotes := make(chan net.Addr, 3)
+	h := &mqttws.Handler{
+		Backend: mqttws.BackendFunc(func(ctx context.Context, c net.Conn) error {
+			remotes <- c.RemoteAddr()
+			_, err := c.Read(make([]byte, 16))
+			return err
+		}),
+		MaxConnectionsPerAddr: 1,
+		Logger:                discardLogger(),
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener = ownAddrListener{srv.Listener}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/mqtt"
+	for i := range 3 {
+		var conn net.Conn
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			c, _, _, err := ws.Dialer{Protocols: []string{"mqtt"}}.Dial(context.Background(), url)
+			if err == nil {
+				conn = c
+				break
+			}
+			// The previous connection's slot comes back once its
+			// stream has ended, a moment after the client closed.
+			var se ws.StatusError
+			if !errors.As(err, &se) || int(se) != http.StatusTooManyRequests || time.Now().After(deadline) {
+				t.Fatalf("connection %d: %v (active streams: %d)", i, err, h.Stats().Active)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := <-remotes; reflect.TypeOf(got) != reflect.TypeOf(&net.TCPAddr{}) {
+			t.Errorf("connection %d: the stream reports its client as a %T, want a *net.TCPAddr", i, got)
+		}
+		_ = conn.Close()
+	}
 }

@@ -34,7 +34,7 @@ type Stream struct {
 	handler     *Handler           // serves the stream in a goroutine it may let go of; nil over HTTP/2
 	detached    atomic.Bool        // the backend serves on after ServeStream returned
 	closing     atomic.Bool        // Close has begun
-	httpMajor   uint8              // the HTTP version that carried the upgrade (1 or 2), for logs
+	httpVersion uint8              // the HTTP version that carried the upgrade, major<<4 | minor, for logs
 	closeSent   bool               // no data may follow a close frame; under writeMu
 	connGone    bool               // the TCP connection is closed; under closeMu
 
@@ -84,7 +84,7 @@ type closeRecord struct {
 type streamConfig struct {
 	pool             *bufferPool
 	subprotocol      string
-	httpMajor        uint8
+	httpVersion      uint8    // major<<4 | minor
 	remoteAddr       net.Addr // nil: the connection's
 	maxFrameSize     int64
 	writeFrameSize   int
@@ -121,7 +121,7 @@ func newStream(conn net.Conn, src io.Reader, cfg streamConfig) *Stream {
 		conn:        conn,
 		remoteAddr:  conn.RemoteAddr(),
 		subprotocol: cfg.subprotocol,
-		httpMajor:   cfg.httpMajor,
+		httpVersion: cfg.httpVersion,
 		cancel:      cfg.cancel,
 	}
 	if cfg.remoteAddr != nil {
@@ -160,10 +160,7 @@ func (s *Stream) addrKey() netip.Prefix { return clientKey(s.remoteAddr) }
 
 // httpProto returns the HTTP version that carried the upgrade, for logs.
 func (s *Stream) httpProto() string {
-	if s.httpMajor == 2 {
-		return "HTTP/2.0"
-	}
-	return "HTTP/1.1"
+	return fmt.Sprintf("HTTP/%d.%d", s.httpVersion>>4, s.httpVersion&0xf)
 }
 
 // Subprotocol returns the negotiated WebSocket subprotocol: "mqtt",

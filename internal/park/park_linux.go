@@ -163,7 +163,7 @@ func (w *Waiter) Close() {
 	}
 	the.mu.Lock()
 	defer the.mu.Unlock()
-	if slot := uint32(w.key) - 1; int(slot) < len(the.slots) && the.slots[slot] == w {
+	if slot := uint32(w.key) - 1; w.key != 0 && int(slot) < len(the.slots) && the.slots[slot] == w {
 		the.slots[slot] = nil
 		the.free = append(the.free, slot)
 		the.count--
