@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -213,54 +211,16 @@ func startNginxStream(t *testing.T, gateways []string) (url, errorLog string) {
 
 // nginxStreamConfig is the deployment guide's stream configuration, with
 // this test's addresses put in, inside a main configuration that loads the
-// stream module and keeps every file in dir. Started as root, nginx would
-// run its worker as nobody: it runs as the current user.
+// stream module and keeps every file in dir.
 func nginxStreamConfig(t testing.TB, dir string, port int, gateways []string) string {
 	t.Helper()
-	guide, err := os.ReadFile(deployGuideStream)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if len(gateways) != len(deployGuideGateways) {
 		t.Fatalf("%d gateways; %s has %d", len(gateways), deployGuideStream, len(deployGuideGateways))
 	}
-	site := string(guide)
-	replace := []struct{ old, new string }{
-		{"listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", port)},
-	}
+	replace := [][2]string{{"listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", port)}}
 	for i, g := range gateways {
-		replace = append(replace, struct{ old, new string }{"server " + deployGuideGateways[i] + " ", "server " + g + " "})
+		replace = append(replace, [2]string{"server " + deployGuideGateways[i] + " ", "server " + g + " "})
 	}
-	for _, r := range replace {
-		if n := strings.Count(site, r.old); n != 1 {
-			t.Fatalf("%s: %q appears %d times, want once: the test and the guide disagree", deployGuideStream, r.old, n)
-		}
-		site = strings.Replace(site, r.old, r.new, 1)
-	}
-	sitePath := filepath.Join(dir, "stream.conf")
-	if err := os.WriteFile(sitePath, []byte(site), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var userLine string
-	if os.Geteuid() == 0 {
-		group := "root"
-		if g, err := user.LookupGroupId(strconv.Itoa(os.Getegid())); err == nil {
-			group = g.Name
-		}
-		userLine = "user root " + group + ";"
-	}
-	return fmt.Sprintf(`load_module %[4]s;
-daemon off;
-master_process on;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log info;
-%[2]s
-
-events {
-	worker_connections 256;
-}
-
-include %[3]s;
-`, dir, userLine, sitePath, nginxStreamModule)
+	sitePath := guideSite(t, deployGuideStream, filepath.Join(dir, "stream.conf"), replace)
+	return nginxMainConfig(dir, "load_module "+nginxStreamModule+";\n", "include "+sitePath+";\n")
 }

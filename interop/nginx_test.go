@@ -269,30 +269,55 @@ const deployGuideNginx = "../docs/nginx-mqttws.conf"
 
 // nginxConfig is the deployment guide's configuration, with this test's
 // addresses and timeout put in, inside a main configuration that keeps
-// every file in dir. Started as root, nginx would run its worker as nobody:
-// it runs as the current user.
+// every file in dir.
 func nginxConfig(t testing.TB, dir string, port int, upstream string) string {
 	t.Helper()
-	guide, err := os.ReadFile(deployGuideNginx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	site := string(guide)
-	for _, r := range []struct{ old, new string }{
+	sitePath := guideSite(t, deployGuideNginx, filepath.Join(dir, "mqttws.conf"), [][2]string{
 		{"server 127.0.0.1:8080;", "server " + upstream + ";"},
 		{"listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", port)},
 		{"proxy_read_timeout 75s;", fmt.Sprintf("proxy_read_timeout %ds;", int(nginxReadTimeout/time.Second))},
 		{"proxy_send_timeout 75s;", fmt.Sprintf("proxy_send_timeout %ds;", int(nginxReadTimeout/time.Second))},
-	} {
-		if n := strings.Count(site, r.old); n != 1 {
-			t.Fatalf("%s: %q appears %d times, want once: the test and the guide disagree", deployGuideNginx, r.old, n)
-		}
-		site = strings.Replace(site, r.old, r.new, 1)
-	}
-	sitePath := filepath.Join(dir, "mqttws.conf")
-	if err := os.WriteFile(sitePath, []byte(site), 0o600); err != nil {
+	})
+	return nginxMainConfig(dir, "", fmt.Sprintf(`http {
+	access_log %[1]s/access.log;
+	client_body_temp_path %[1]s/client_body;
+	proxy_temp_path %[1]s/proxy;
+	fastcgi_temp_path %[1]s/fastcgi;
+	uwsgi_temp_path %[1]s/uwsgi;
+	scgi_temp_path %[1]s/scgi;
+
+	include %[2]s;
+}
+`, dir, sitePath))
+}
+
+// guideSite writes the deployment guide's file guidePath to path with each
+// pair's first string, which must appear in it exactly once, replaced by the
+// second, and returns path.
+func guideSite(t testing.TB, guidePath, path string, replace [][2]string) string {
+	t.Helper()
+	guide, err := os.ReadFile(guidePath)
+	if err != nil {
 		t.Fatal(err)
 	}
+	site := string(guide)
+	for _, r := range replace {
+		if n := strings.Count(site, r[0]); n != 1 {
+			t.Fatalf("%s: %q appears %d times, want once: the test and the guide disagree", guidePath, r[0], n)
+		}
+		site = strings.Replace(site, r[0], r[1], 1)
+	}
+	if err := os.WriteFile(path, []byte(site), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// nginxMainConfig is a main configuration for one worker that keeps its pid
+// file and error log in dir, with head (load_module lines) before it and
+// body after its events block. Started as root, nginx would run its worker
+// as nobody: it runs as the current user.
+func nginxMainConfig(dir, head, body string) string {
 	var userLine string
 	if os.Geteuid() == 0 {
 		group := "root"
@@ -301,7 +326,7 @@ func nginxConfig(t testing.TB, dir string, port int, upstream string) string {
 		}
 		userLine = "user root " + group + ";"
 	}
-	return fmt.Sprintf(`daemon off;
+	return fmt.Sprintf(`%[3]sdaemon off;
 master_process on;
 worker_processes 1;
 pid %[1]s/nginx.pid;
@@ -312,17 +337,7 @@ events {
 	worker_connections 256;
 }
 
-http {
-	access_log %[1]s/access.log;
-	client_body_temp_path %[1]s/client_body;
-	proxy_temp_path %[1]s/proxy;
-	fastcgi_temp_path %[1]s/fastcgi;
-	uwsgi_temp_path %[1]s/uwsgi;
-	scgi_temp_path %[1]s/scgi;
-
-	include %[3]s;
-}
-`, dir, userLine, sitePath)
+%[4]s`, dir, userLine, head, body)
 }
 
 // TestDeployGuideShowsTheTestedNginxConfig: the nginx block of
