@@ -18,6 +18,7 @@ require (
 	github.com/mochi-mqtt/server/v2 v2.7.9
 	github.com/mqttws/mqttws v0.0.0
 	github.com/mqttws/mqttws/backend/mochi v0.0.0
+	github.com/mqttws/mqttws/internal/pahotest v0.0.0
 	github.com/mqttws/mqttws/interop v0.0.0
 	golang.org/x/sys v0.48.0
 )

@@ -19,11 +19,11 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/gorilla/websocket"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/mqttws/mqttws"
+	"github.com/mqttws/mqttws/internal/pahotest"
 )
 
 // Interoperability with permessage-deflate (Handler.Compression): real
@@ -346,15 +346,14 @@ func TestPahoMQTTGolangOverGorillaWithCompression(t *testing.T) {
 	var mu sync.Mutex
 	var answers []string
 	open := func(uri *url.URL, _ paho.ClientOptions) (net.Conn, error) {
-		d := websocket.Dialer{Subprotocols: []string{"mqtt"}, EnableCompression: true, HandshakeTimeout: 10 * time.Second}
-		c, resp, err := d.Dial(uri.String(), nil)
+		c, ext, err := pahotest.DialGorilla(uri.String(), 10*time.Second)
 		if err != nil {
 			return nil, err
 		}
 		mu.Lock()
-		answers = append(answers, resp.Header.Get("Sec-WebSocket-Extensions"))
+		answers = append(answers, ext)
 		mu.Unlock()
-		return &gorillaConn{Conn: c}, nil
+		return c, nil
 	}
 	run := func(ctx context.Context, url string, c goCase) goResult {
 		return pahoTransferWith(ctx, url, c, open)
@@ -445,51 +444,6 @@ func pahoTransferWith(ctx context.Context, url string, c goCase, open paho.OpenC
 	case <-ctx.Done():
 		return goResult{err: fmt.Errorf("no message within %v", goCaseTimeout)}
 	}
-}
-
-// gorillaConn is a gorilla/websocket connection as a net.Conn: one binary
-// message per Write, messages read as one stream.
-type gorillaConn struct {
-	*websocket.Conn
-	r  io.Reader
-	wm sync.Mutex
-}
-
-func (c *gorillaConn) Read(p []byte) (int, error) {
-	for {
-		if c.r == nil {
-			_, r, err := c.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			c.r = r
-		}
-		n, err := c.r.Read(p)
-		if err == io.EOF {
-			c.r = nil
-			if n == 0 {
-				continue
-			}
-			err = nil
-		}
-		return n, err
-	}
-}
-
-func (c *gorillaConn) Write(p []byte) (int, error) {
-	c.wm.Lock()
-	defer c.wm.Unlock()
-	if err := c.WriteMessage(websocket.BinaryMessage, p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-func (c *gorillaConn) SetDeadline(t time.Time) error {
-	if err := c.SetReadDeadline(t); err != nil {
-		return err
-	}
-	return c.SetWriteDeadline(t)
 }
 
 // TestHTTP2WithCompression: over HTTP/2 (RFC 8441) the 200 carries the

@@ -27,6 +27,7 @@ import (
 
 	"github.com/mqttws/mqttws"
 	"github.com/mqttws/mqttws/backend/mochi"
+	"github.com/mqttws/mqttws/benchmarks/internal/proc"
 	"github.com/mqttws/mqttws/benchmarks/internal/sysinfo"
 )
 
@@ -396,21 +397,7 @@ func (b *Broker) call(cmd string) (BrokerStats, error) {
 
 // readLine reads one line of the broker's output within timeout.
 func (b *Broker) readLine(timeout time.Duration) (string, error) {
-	type result struct {
-		line string
-		err  error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		line, err := b.out.ReadString('\n')
-		ch <- result{strings.TrimSpace(line), err}
-	}()
-	select {
-	case r := <-ch:
-		return r.line, r.err
-	case <-time.After(timeout):
-		return "", fmt.Errorf("no answer within %v", timeout)
-	}
+	return proc.ReadLine(b.out, timeout)
 }
 
 // Stop closes the broker's input, which stops it, and kills it if it is

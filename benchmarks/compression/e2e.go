@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"strconv"
@@ -13,7 +12,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	"github.com/gorilla/websocket"
+
+	"github.com/mqttws/mqttws/internal/pahotest"
 )
 
 // Load describes one end-to-end run: Publishers clients publish Messages
@@ -326,7 +326,7 @@ func (e *extensions) list() []string {
 }
 
 // connectPaho connects a paho client (MQTT 3.1.1, clean session, no
-// reconnects) through DialGorilla.
+// reconnects) through pahotest.DialGorilla.
 func connectPaho(brokerURL, id string, exts *extensions) (paho.Client, error) {
 	o := paho.NewClientOptions().
 		AddBroker(brokerURL).
@@ -339,7 +339,7 @@ func connectPaho(brokerURL, id string, exts *extensions) (paho.Client, error) {
 		SetConnectTimeout(10 * time.Second).
 		SetOrderMatters(true).
 		SetCustomOpenConnectionFn(func(uri *url.URL, o paho.ClientOptions) (net.Conn, error) {
-			c, ext, err := DialGorilla(uri.String(), o.ConnectTimeout)
+			c, ext, err := pahotest.DialGorilla(uri.String(), o.ConnectTimeout)
 			if err == nil {
 				exts.add(ext)
 			}
@@ -355,75 +355,4 @@ func connectPaho(brokerURL, id string, exts *extensions) (paho.Client, error) {
 		return nil, fmt.Errorf("compression: connect %s to %s: %w", id, brokerURL, err)
 	}
 	return c, nil
-}
-
-// DialGorilla opens a WebSocket to rawURL with gorilla/websocket offering
-// permessage-deflate (with no context takeover, the only form gorilla
-// has) and subprotocol mqtt, and returns it as a net.Conn with the
-// extensions the server accepted.
-func DialGorilla(rawURL string, timeout time.Duration) (net.Conn, string, error) {
-	d := &websocket.Dialer{
-		HandshakeTimeout:  timeout,
-		EnableCompression: true,
-		Subprotocols:      []string{"mqtt"},
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	c, resp, err := d.DialContext(ctx, rawURL, nil)
-	if err != nil {
-		return nil, "", fmt.Errorf("compression: dial %s: %w", rawURL, err)
-	}
-	return &gorillaConn{Conn: c}, resp.Header.Get("Sec-WebSocket-Extensions"), nil
-}
-
-// gorillaConn is a gorilla/websocket connection as a net.Conn: binary
-// messages both ways, one Write a message. Writes and write deadlines
-// share a lock (gorilla reads its write deadline while writing).
-type gorillaConn struct {
-	*websocket.Conn
-	rmu sync.Mutex
-	r   io.Reader
-	wmu sync.Mutex
-}
-
-func (c *gorillaConn) Read(p []byte) (int, error) {
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	for {
-		if c.r == nil {
-			_, r, err := c.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			c.r = r
-		}
-		n, err := c.r.Read(p)
-		if errors.Is(err, io.EOF) {
-			c.r = nil
-			if n == 0 {
-				continue
-			}
-			err = nil
-		}
-		return n, err
-	}
-}
-
-func (c *gorillaConn) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.WriteMessage(websocket.BinaryMessage, p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-func (c *gorillaConn) SetDeadline(t time.Time) error {
-	return errors.Join(c.SetReadDeadline(t), c.SetWriteDeadline(t))
-}
-
-func (c *gorillaConn) SetWriteDeadline(t time.Time) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.Conn.SetWriteDeadline(t)
 }

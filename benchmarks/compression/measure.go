@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"time"
+
+	"github.com/mqttws/mqttws/internal/pahotest"
 )
 
 // Clients are the client stacks an end-to-end run can use.
@@ -157,7 +159,7 @@ func MeasureIdle(mode Mode, n int) (IdleResult, error) {
 
 // connectIdle opens an MQTT 3.1.1 connection that then stays idle.
 func connectIdle(brokerURL, id string) (net.Conn, error) {
-	c, _, err := DialGorilla(brokerURL, 10*time.Second)
+	c, _, err := pahotest.DialGorilla(brokerURL, 10*time.Second)
 	if err != nil {
 		return nil, err
 	}

@@ -211,20 +211,31 @@ func (p *Proc) call(cmd string) (string, error) {
 
 // readLine reads one line of the child's output within timeout.
 func (p *Proc) readLine(timeout time.Duration) (string, error) {
+	line, err := ReadLine(p.out, timeout)
+	if err != nil {
+		return "", fmt.Errorf("proc: %s: %w", p.Target, err)
+	}
+	return line, nil
+}
+
+// ReadLine reads one line from r, without its surrounding space, within
+// timeout. After a timeout the read goes on in the background: r must not
+// be read again.
+func ReadLine(r *bufio.Reader, timeout time.Duration) (string, error) {
 	type result struct {
 		line string
 		err  error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		line, err := p.out.ReadString('\n')
+		line, err := r.ReadString('\n')
 		ch <- result{strings.TrimSpace(line), err}
 	}()
 	select {
-	case r := <-ch:
-		return r.line, r.err
+	case res := <-ch:
+		return res.line, res.err
 	case <-time.After(timeout):
-		return "", fmt.Errorf("proc: %s: no answer within %v", p.Target, timeout)
+		return "", fmt.Errorf("no answer within %v", timeout)
 	}
 }
 
