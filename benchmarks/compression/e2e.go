@@ -13,6 +13,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/mqttws/mqttws/benchmarks/internal/load"
 	"github.com/mqttws/mqttws/internal/pahotest"
 )
 
@@ -328,16 +329,7 @@ func (e *extensions) list() []string {
 // connectPaho connects a paho client (MQTT 3.1.1, clean session, no
 // reconnects) through pahotest.DialGorilla.
 func connectPaho(brokerURL, id string, exts *extensions) (paho.Client, error) {
-	o := paho.NewClientOptions().
-		AddBroker(brokerURL).
-		SetClientID(id).
-		SetProtocolVersion(4).
-		SetCleanSession(true).
-		SetAutoReconnect(false).
-		SetConnectRetry(false).
-		SetKeepAlive(60 * time.Second).
-		SetConnectTimeout(10 * time.Second).
-		SetOrderMatters(true).
+	o := load.ClientOptions(brokerURL, id).
 		SetCustomOpenConnectionFn(func(uri *url.URL, o paho.ClientOptions) (net.Conn, error) {
 			c, ext, err := pahotest.DialGorilla(uri.String(), o.ConnectTimeout)
 			if err == nil {

@@ -18,10 +18,10 @@ import (
 // the bound on small messages.
 const clientReadBuffer = 4096
 
-// connect connects a paho client with a clean session, no reconnects and
-// MQTT 3.1.1.
-func connect(brokerURL, id string) (paho.Client, error) {
-	o := paho.NewClientOptions().
+// ClientOptions are the options of the benchmarks' paho clients: MQTT
+// 3.1.1, a clean session, no reconnects, messages handled in order.
+func ClientOptions(brokerURL, id string) *paho.ClientOptions {
+	return paho.NewClientOptions().
 		AddBroker(brokerURL).
 		SetClientID(id).
 		SetProtocolVersion(4).
@@ -30,7 +30,12 @@ func connect(brokerURL, id string) (paho.Client, error) {
 		SetConnectRetry(false).
 		SetKeepAlive(60 * time.Second).
 		SetConnectTimeout(10 * time.Second).
-		SetOrderMatters(true).
+		SetOrderMatters(true)
+}
+
+// connect connects a paho client with ClientOptions.
+func connect(brokerURL, id string) (paho.Client, error) {
+	o := ClientOptions(brokerURL, id).
 		SetWebsocketOptions(&paho.WebsocketOptions{
 			Proxy: func(*http.Request) (*url.URL, error) { return nil, nil },
 		}).
