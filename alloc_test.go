@@ -24,12 +24,9 @@ func testStream(tb testing.TB) (*Stream, net.Conn) {
 	s := newStream(server, server, streamConfig{
 		pool:             &bufferPool{size: DefaultReadBufferSize},
 		subprotocol:      "mqtt",
-		pingInterval:     DefaultPingInterval,
-		pongTimeout:      DefaultPongTimeout,
-		writeTimeout:     DefaultWriteTimeout,
 		firstDataTimeout: DefaultFirstDataTimeout,
-		closeTimeout:     time.Second,
 		cancel:           cancel,
+		settings:         &streamSettings{pingInterval: DefaultPingInterval, pongTimeout: DefaultPongTimeout, writeTimeout: DefaultWriteTimeout, closeTimeout: time.Second},
 	})
 	tb.Cleanup(s.closeConn)
 	return s, client
@@ -174,8 +171,8 @@ func BenchmarkStreamReadCPU(b *testing.B) {
 					src = &repeatReader{chunk: bytes.Repeat(maskedFrame(make([]byte, size)), 4096)}
 					conn := &fuzzConn{in: bytes.NewReader(nil)}
 					s := newStream(conn, src, streamConfig{
-						pool:         &bufferPool{size: DefaultReadBufferSize},
-						closeTimeout: time.Second,
+						pool:     &bufferPool{size: DefaultReadBufferSize},
+						settings: &streamSettings{closeTimeout: time.Second},
 					})
 					b.Cleanup(s.closeConn)
 					r = s

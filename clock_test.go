@@ -30,13 +30,9 @@ func TestStreamsSharingAClockEachPingOnTime(t *testing.T) {
 		server, client := loopback.Pair(t)
 		_, cancel := context.WithCancel(context.Background())
 		s := newStream(server, server, streamConfig{
-			pool:         &bufferPool{size: DefaultReadBufferSize},
-			pingInterval: ms * time.Millisecond,
-			pongTimeout:  10 * time.Second,
-			writeTimeout: time.Second,
-			closeTimeout: time.Second,
-			cancel:       cancel,
-			clock:        &clock,
+			pool:     &bufferPool{size: DefaultReadBufferSize},
+			cancel:   cancel,
+			settings: &streamSettings{pingInterval: ms * time.Millisecond, pongTimeout: 10 * time.Second, writeTimeout: time.Second, closeTimeout: time.Second, clock: &clock},
 		})
 		streams = append(streams, s)
 		t.Cleanup(s.closeConn)
@@ -74,8 +70,9 @@ func TestStreamsSharingAClockEachPingOnTime(t *testing.T) {
 	}
 }
 
-// Many schedules and removals from many goroutines leave the queue a heap
-// whose entries know their index, and fire runs each due tick once.
+// Many schedules and removals from many goroutines, with the clock's timer
+// firing among them, leave the queue a heap whose entries know their index,
+// holding exactly the keepalives whose index says so.
 func TestTickClockQueueStaysConsistent(t *testing.T) {
 	var clock tickClock
 	ks := make([]*keepalive, 200)

@@ -38,14 +38,10 @@ func deflateStream(tb testing.TB, opts CompressionOptions, writeFrameSize int) (
 	s := newStream(server, server, streamConfig{
 		pool:             &bufferPool{size: DefaultReadBufferSize},
 		subprotocol:      "mqtt",
-		writeFrameSize:   writeFrameSize,
 		deflate:          &cfg,
-		pingInterval:     DefaultPingInterval,
-		pongTimeout:      DefaultPongTimeout,
-		writeTimeout:     DefaultWriteTimeout,
 		firstDataTimeout: DefaultFirstDataTimeout,
-		closeTimeout:     time.Second,
 		cancel:           cancel,
+		settings:         &streamSettings{writeFrameSize: writeFrameSize, pingInterval: DefaultPingInterval, pongTimeout: DefaultPongTimeout, writeTimeout: DefaultWriteTimeout, closeTimeout: time.Second},
 	})
 	tb.Cleanup(s.closeConn)
 	return s, client

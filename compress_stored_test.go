@@ -53,9 +53,9 @@ func readCompressedMessages(t *testing.T, wire []byte, limit int64, readSize int
 	conn := &fuzzConn{in: bytes.NewReader(wire)}
 	cfg := (&CompressionOptions{MaxInflatedSize: limit}).config(0)
 	s := newStream(conn, conn, streamConfig{
-		pool:         &bufferPool{size: DefaultReadBufferSize},
-		deflate:      &cfg,
-		closeTimeout: time.Second,
+		pool:     &bufferPool{size: DefaultReadBufferSize},
+		deflate:  &cfg,
+		settings: &streamSettings{closeTimeout: time.Second},
 	})
 	buf := make([]byte, readSize)
 	for {

@@ -35,13 +35,7 @@ func dialOffering(t *testing.T, url string, offers ...string) (*client, string) 
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/mqtt", nil)
-	req.Header = http.Header{
-		"Connection":             {"Upgrade"},
-		"Upgrade":                {"websocket"},
-		"Sec-Websocket-Version":  {"13"},
-		"Sec-Websocket-Key":      {"dGhlIHNhbXBsZSBub25jZQ=="},
-		"Sec-Websocket-Protocol": {"mqtt"},
-	}
+	req.Header = upgradeHeader()
 	for _, o := range offers {
 		req.Header.Add("Sec-WebSocket-Extensions", o)
 	}
@@ -896,13 +890,7 @@ func TestBadCompressionOptionsAreRefusedWith500(t *testing.T) {
 			url := serve(t, h)
 			addr := strings.TrimPrefix(strings.TrimSuffix(url, "/mqtt"), "ws://")
 			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/mqtt", nil)
-			req.Header = http.Header{
-				"Connection":             {"Upgrade"},
-				"Upgrade":                {"websocket"},
-				"Sec-Websocket-Version":  {"13"},
-				"Sec-Websocket-Key":      {"dGhlIHNhbXBsZSBub25jZQ=="},
-				"Sec-Websocket-Protocol": {"mqtt"},
-			}
+			req.Header = upgradeHeader()
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)

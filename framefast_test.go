@@ -216,7 +216,7 @@ func FuzzFastPathAgreesWithSlowPath(f *testing.F) {
 		s := newStream(conn, &chunkReader{data: data, n: 1 + int(chunk)%5000}, streamConfig{
 			pool:         &bufferPool{size: minReadBufferSize},
 			maxFrameSize: maxFrame,
-			closeTimeout: time.Second,
+			settings:     &streamSettings{closeTimeout: time.Second},
 		})
 		buf := make([]byte, 1+int(readSize)%4096)
 		var got []byte

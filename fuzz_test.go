@@ -42,7 +42,7 @@ func FuzzFrameReader(f *testing.F) {
 		s := newStream(conn, conn, streamConfig{
 			pool:         &bufferPool{size: minReadBufferSize},
 			maxFrameSize: max(maxFrame, 0),
-			closeTimeout: time.Second,
+			settings:     &streamSettings{closeTimeout: time.Second},
 		})
 		buf := make([]byte, 1+int(readSize)%4096)
 		total := 0
@@ -192,9 +192,9 @@ func FuzzInflatingReader(f *testing.F) {
 		conn := &fuzzConn{in: bytes.NewReader(data)}
 		cfg := (&CompressionOptions{MaxInflatedSize: limit}).config(0)
 		s := newStream(conn, conn, streamConfig{
-			pool:         &bufferPool{size: minReadBufferSize},
-			deflate:      &cfg,
-			closeTimeout: time.Second,
+			pool:     &bufferPool{size: minReadBufferSize},
+			deflate:  &cfg,
+			settings: &streamSettings{closeTimeout: time.Second},
 		})
 		buf := make([]byte, 1+int(readSize)%4096)
 		total := 0

@@ -67,10 +67,9 @@ func TestClearingTheDeadlineKeepsWriteTimeout(t *testing.T) {
 	server, client := loopback.Pair(t)
 	_, cancel := context.WithCancel(context.Background())
 	s := newStream(server, server, streamConfig{
-		pool:         &bufferPool{size: DefaultReadBufferSize},
-		writeTimeout: 300 * time.Millisecond,
-		closeTimeout: time.Second,
-		cancel:       cancel,
+		pool:     &bufferPool{size: DefaultReadBufferSize},
+		cancel:   cancel,
+		settings: &streamSettings{writeTimeout: 300 * time.Millisecond, closeTimeout: time.Second},
 	})
 	defer s.closeConn()
 	_ = client

@@ -87,19 +87,10 @@ type streamConfig struct {
 	httpVersion      uint8    // major<<4 | minor
 	remoteAddr       net.Addr // nil: the connection's
 	maxFrameSize     int64
-	writeFrameSize   int
 	deflate          *deflateConfig // nil: permessage-deflate not negotiated
-	pingInterval     time.Duration
-	pongTimeout      time.Duration
-	writeTimeout     time.Duration
 	firstDataTimeout time.Duration
-	closeTimeout     time.Duration
 	cancel           context.CancelFunc
-	clock            *tickClock // runs the keepalive's ticks; nil: one of its own
-
-	// settings, when set, holds the fields above that a Stream keeps,
-	// shared with the other streams of its Handler.
-	settings *streamSettings
+	settings         *streamSettings // kept by the stream, shared with its Handler's other streams
 }
 
 // streamSettings are the settings a Stream keeps from its Handler: one copy
@@ -111,7 +102,7 @@ type streamSettings struct {
 	closeTimeout   time.Duration
 	pingInterval   time.Duration
 	pongTimeout    time.Duration
-	clock          *tickClock // runs the keepalive's ticks
+	clock          *tickClock // runs the keepalive's ticks; nil: a clock of the stream's own (tests)
 }
 
 // newStream serves conn, reading the client's bytes from src (conn itself, or
@@ -134,19 +125,10 @@ func newStream(conn net.Conn, src io.Reader, cfg streamConfig) *Stream {
 		s.fr.deflate = true
 	}
 	s.set = cfg.settings
-	if s.set == nil {
-		clock := cfg.clock
-		if clock == nil {
-			clock = new(tickClock)
-		}
-		s.set = &streamSettings{
-			writeFrameSize: cfg.writeFrameSize,
-			writeTimeout:   cfg.writeTimeout,
-			closeTimeout:   cfg.closeTimeout,
-			pingInterval:   cfg.pingInterval,
-			pongTimeout:    cfg.pongTimeout,
-			clock:          clock,
-		}
+	if s.set.clock == nil {
+		own := *s.set
+		own.clock = new(tickClock)
+		s.set = &own
 	}
 	s.keepalive.traffic.base = time.Now()
 	s.keepalive.start(s, cfg.firstDataTimeout)
