@@ -189,10 +189,11 @@ type afterFuncer interface {
 // asked for a Done channel, which context.WithCancel would make and the
 // stream would keep for its life (112 bytes per idle connection): the
 // cancellation is registered with its AfterFunc method instead. Any other
-// context goes through context.WithCancel.
+// context, and one with a deadline (which context.WithoutCancel would drop),
+// goes through context.WithCancel.
 func cancelable(ctx context.Context) (context.Context, context.CancelFunc) {
 	af, ok := ctx.(afterFuncer)
-	if !ok {
+	if _, hasDeadline := ctx.Deadline(); !ok || hasDeadline {
 		return context.WithCancel(ctx)
 	}
 	c, cancel := context.WithCancel(context.WithoutCancel(ctx))
