@@ -81,7 +81,7 @@ step "allocation tests without -race (under it sync.Pool drops items at random a
 go test -count=1 -run 'Alloc' . ./backend
 
 step "benchmark harness checks (no timing)"
-go test -count=1 -timeout 5m ./benchmarks/compression ./benchmarks/internal/report ./benchmarks/internal/proc
+go test -count=1 -timeout 5m ./benchmarks/compression ./benchmarks/internal/report ./benchmarks/internal/proc ./benchmarks/internal/sysinfo
 
 step "fuzz (short runs; the seed corpus in testdata/ also runs above)"
 # Budgets are counts of executions, not durations: a duration (-fuzztime 10s)

@@ -49,6 +49,7 @@ const (
 	tMQTTWSProxy  = "mqttws-proxy"
 	tMosquittoWS  = "mosquitto-ws"
 	tMosquittoTCP = "mosquitto-tcp"
+	tTCPProxy     = "tcp-proxy"
 )
 
 // Checks compares the run with the goals of the scale issue (issue 12), in
@@ -138,6 +139,7 @@ func (r *Results) e2eChecks(sizes []int) []Check {
 				{tMQTTWSMochi, tMochiTCP, 0.95, "throughput: mqttws+mochi ≥ 0.95× mochi over TCP at QoS 1: WebSocket costs browsers next to nothing", true},
 				{tMQTTWSProxy, tMosquittoWS, 0, "throughput against the brokers' own WebSocket listeners, for reference", false},
 				{tMQTTWSMochi, tMochiWS, 0, "throughput against the brokers' own WebSocket listeners, for reference", false},
+				{tTCPProxy, tMosquittoTCP, 0, "throughput of a plain TCP relay (splice, no WebSocket) in front of mosquitto, for reference: the floor of an extra hop", false},
 			} {
 				c := r.ratioCheck(E2E, cas, cmp.a, cmp.b, "msgs/s", cmp.want, cmp.targeted && qos == 1)
 				c.Goal = cmp.goal
@@ -158,7 +160,8 @@ func (r *Results) e2eChecks(sizes []int) []Check {
 // mosquitto, less mosquitto over TCP alone) ≤ 25% of mosquitto's, at both
 // sizes and QoS 0 and 1. Unlike msgs/s, CPU time per message does not
 // depend on what else runs on the machine. mqttws+mochi's share above mochi
-// over TCP, and the WebSocket listeners' against mqttws, for reference.
+// over TCP, the WebSocket listeners' and a plain TCP relay's (the floor of any
+// extra hop), for reference.
 func (r *Results) costChecks(sizes []int) []Check {
 	var checks []Check
 	for _, qos := range []int{1, 0} {
@@ -170,6 +173,7 @@ func (r *Results) costChecks(sizes []int) []Check {
 			}{
 				{tMQTTWSProxy, tMosquittoTCP, true},
 				{tMosquittoWS, tMosquittoTCP, false},
+				{tTCPProxy, tMosquittoTCP, false},
 				{tMQTTWSMochi, tMochiTCP, false},
 				{tMochiWS, tMochiTCP, false},
 			} {

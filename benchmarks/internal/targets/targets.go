@@ -8,10 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -31,10 +33,11 @@ const (
 	MQTTWSProxy  = "mqttws-proxy"  // mqttws with backend.Dial in front of mosquitto
 	MosquittoWS  = "mosquitto-ws"  // mosquitto's own WebSocket listener
 	MosquittoTCP = "mosquitto-tcp" // mosquitto's plain TCP listener
+	TCPProxy     = "tcp-proxy"     // a plain TCP relay in front of mosquitto: the floor of any extra hop
 )
 
 // All lists every target, mqttws ones before their rivals.
-var All = []string{MQTTWSMochi, MochiWS, MochiTCP, MQTTWSProxy, MosquittoWS, MosquittoTCP}
+var All = []string{MQTTWSMochi, MochiWS, MochiTCP, MQTTWSProxy, MosquittoWS, MosquittoTCP, TCPProxy}
 
 // Path is the HTTP path of every WebSocket target.
 const Path = "/mqtt"
@@ -52,7 +55,7 @@ func WebSocket(target string) bool {
 // itself, or as the proxy's upstream.
 func Mosquitto(target string) bool {
 	switch target {
-	case MQTTWSProxy, MosquittoWS, MosquittoTCP:
+	case MQTTWSProxy, MosquittoWS, MosquittoTCP, TCPProxy:
 		return true
 	}
 	return false
@@ -62,7 +65,7 @@ func Mosquitto(target string) bool {
 // proc), rather than being mosquitto alone.
 func InProcess(target string) bool {
 	switch target {
-	case MQTTWSMochi, MochiWS, MochiTCP, MQTTWSProxy:
+	case MQTTWSMochi, MochiWS, MochiTCP, MQTTWSProxy, TCPProxy:
 		return true
 	}
 	return false
@@ -85,6 +88,11 @@ func Serve(target, addr, upstream string) (stop func(), err error) {
 			return nil, errors.New("targets: the proxy needs an upstream address")
 		}
 		return serveHTTP(addr, &mqttws.Handler{Backend: backend.Dial(upstream), Logger: log})
+	case TCPProxy:
+		if upstream == "" {
+			return nil, errors.New("targets: the proxy needs an upstream address")
+		}
+		return serveTCPProxy(addr, upstream)
 	}
 	return nil, fmt.Errorf("targets: %q is not an in-process target", target)
 }
@@ -154,5 +162,76 @@ func serveHTTP(addr string, h *mqttws.Handler) (func(), error) {
 		defer cancel()
 		_ = h.Shutdown(ctx)
 		_ = srv.Shutdown(ctx)
+	}, nil
+}
+
+// serveTCPProxy relays each connection to upstream with io.Copy each way,
+// which moves the bytes with splice(2) between two TCP sockets: no
+// WebSocket, no copy through user space, two goroutines per connection. It
+// is what an extra hop costs at the least, whatever speaks on it.
+func serveTCPProxy(addr, upstream string) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]struct{}{}
+	track := func(c net.Conn, add bool) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if !add {
+			delete(conns, c)
+			return true
+		}
+		if conns == nil {
+			return false // stopped
+		}
+		conns[c] = struct{}{}
+		return true
+	}
+	relay := func(client net.Conn) {
+		defer wg.Done()
+		defer client.Close()
+		if !track(client, true) {
+			return
+		}
+		defer track(client, false)
+		broker, err := net.Dial("tcp", upstream)
+		if err != nil {
+			return
+		}
+		defer broker.Close()
+		done := make(chan struct{})
+		go func() {
+			_, _ = io.Copy(broker, client)
+			_ = broker.(*net.TCPConn).CloseWrite()
+			close(done)
+		}()
+		_, _ = io.Copy(client, broker)
+		_ = client.Close()
+		<-done
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go relay(c)
+		}
+	}()
+	return func() {
+		_ = ln.Close()
+		mu.Lock()
+		for c := range conns {
+			_ = c.Close()
+		}
+		conns = nil
+		mu.Unlock()
+		wg.Wait()
 	}, nil
 }
