@@ -381,3 +381,59 @@ func BenchmarkUnmask(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCopyUnmask compares copyUnmask's single pass with copy and then
+// unmask, which is where copyUnmaskMax comes from.
+func BenchmarkCopyUnmask(b *testing.B) {
+	mask := [4]byte{0x12, 0x34, 0x56, 0x78}
+	for _, size := range []int{16, 64, 128, 256, 512, 1024} {
+		src, dst := make([]byte, size), make([]byte, size)
+		b.Run(fmt.Sprintf("size=%d/impl=fused", size), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				wordsCopyUnmask(dst, src, mask, 1)
+			}
+		})
+		b.Run(fmt.Sprintf("size=%d/impl=copy+unmask", size), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				n := copy(dst, src)
+				unmask(dst[:n], mask, 1)
+			}
+		})
+	}
+}
+
+// copyUnmask leaves in dst what copy and then ws.Cipher would, for every
+// size around its word loop's steps and the switch to ws.Cipher, every
+// offset, and a dst shorter or longer than src; it writes nothing past the
+// count it returns.
+func TestCopyUnmaskAgreesWithCipher(t *testing.T) {
+	mask := [4]byte{0xa1, 0x5e, 0x07, 0xc3}
+	src := make([]byte, 1100)
+	for i := range src {
+		src[i] = byte(i*7 + 3)
+	}
+	for size := range 1100 {
+		if size > 80 && size%31 != 0 && size != copyUnmaskMax-1 && size != copyUnmaskMax {
+			continue
+		}
+		for offset := range 5 {
+			for _, room := range []int{size, size / 2, size + 9} {
+				want := make([]byte, room+8)
+				n := copy(want[:room], src[:size])
+				ws.Cipher(want[:n], mask, offset)
+				got := make([]byte, room+8)
+				for i := range got[n:] {
+					got[n+i], want[n+i] = 0xee, 0xee
+				}
+				if m := copyUnmask(got[:room], src[:size], mask, offset); m != min(room, size) {
+					t.Fatalf("size %d room %d: copied %d", size, room, m)
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("size %d offset %d room %d: differs from copy and ws.Cipher", size, offset, room)
+				}
+			}
+		}
+	}
+}
