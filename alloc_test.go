@@ -67,9 +67,9 @@ func TestSteadyStateReadAndWriteAllocateNothing(t *testing.T) {
 		t.Run(fmt.Sprintf("Read%d", size), func(t *testing.T) {
 			s, client := testStream(t)
 			const runs = 200
-			sendFrames(t, client, maskedFrame(make([]byte, size)), runs+1)
+			sendFrames(t, client, maskedFrame(make([]byte, size)), 3*(runs+1)) // enough for allocsPerRun's three tries
 			buf := make([]byte, size)
-			allocs := testing.AllocsPerRun(runs, func() {
+			allocs := allocsPerRun(runs, func() {
 				if _, err := io.ReadFull(s, buf); err != nil {
 					t.Fatal(err)
 				}
@@ -82,7 +82,7 @@ func TestSteadyStateReadAndWriteAllocateNothing(t *testing.T) {
 			s, client := testStream(t)
 			go func() { _, _ = io.Copy(io.Discard, client) }()
 			payload := make([]byte, size)
-			allocs := testing.AllocsPerRun(200, func() {
+			allocs := allocsPerRun(200, func() {
 				if _, err := s.Write(payload); err != nil {
 					t.Fatal(err)
 				}
@@ -92,6 +92,18 @@ func TestSteadyStateReadAndWriteAllocateNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// allocsPerRun is testing.AllocsPerRun, at its least over three tries: the
+// runtime counts allocations for the whole process, so a goroutine an
+// earlier test left winding down (a close timer, a log line) adds to one
+// try, while an allocation of f itself shows in every try.
+func allocsPerRun(runs int, f func()) float64 {
+	least := testing.AllocsPerRun(runs, f)
+	for i := 0; i < 2 && least > 0; i++ {
+		least = min(least, testing.AllocsPerRun(runs, f))
+	}
+	return least
 }
 
 var benchSizes = []int{16, 128, 1024, 16 << 10, 64 << 10, 1 << 20}
