@@ -298,6 +298,13 @@ func (c *clientPump) lingered() (idle bool) {
 // when the connection closes; it reads on, within the close's deadline.
 func (c *clientPump) mayPark() bool { return c.ctx.Err() == nil }
 
+// streamEnded wakes the client's pump once the stream ended, and bounds
+// its write to the broker (see boundBrokerWrite).
+func (r *parkedRelay) streamEnded() {
+	boundBrokerWrite(r.toBroker)
+	r.cp.Ready()
+}
+
 func (c *clientPump) crashed(v any) { c.writeErr = (*parkedRelay)(c).abort(v) }
 
 func (c *clientPump) end() {
@@ -327,11 +334,12 @@ func (d *Dialer) parkClient(broker net.Conn, tracker *packetTracker, up *clientS
 		return false
 	}
 	// The stream's context ends when it closes (keepalive, Shutdown, a
-	// close by the broker's side): the pump must then meet the end.
+	// close by the broker's side): the pump must then meet the end, even
+	// from within a write to a broker that stopped reading.
 	if af, ok := ctx.(afterFuncer); ok {
-		r.stop = af.AfterFunc(r.cp.Ready) // the handler's: no child context, no goroutine waiting
+		r.stop = af.AfterFunc(r.streamEnded) // the handler's: no child context, no goroutine waiting
 	} else {
-		r.stop = context.AfterFunc(ctx, r.cp.Ready)
+		r.stop = context.AfterFunc(ctx, r.streamEnded)
 	}
 	r.cp.run()
 	return true

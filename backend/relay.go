@@ -120,6 +120,10 @@ func (d *Dialer) endRelay(ctx context.Context, client, broker net.Conn, node *no
 	case waited && up.broken != nil:
 		code, reason = up.broken.Code, up.broken.Reason
 		result = up.broken
+	case waited && up.brokerStuck:
+		code, reason = mqttws.CloseInternalError, "broker stopped reading"
+		result = &mqttws.CloseError{Code: code, Reason: reason,
+			Err: fmt.Errorf("backend: broker %s %s stopped reading: a write to it still waited %v after the client's stream ended", d.network(), node.address, brokerLinger)}
 	case clientGone || waited || isTimeout(brokerErr) || up.ended.Load() || up.tracker.asked.Load():
 		// The client ended, or asked the broker to close.
 	case d.wentAway(ctx, node, endedAt):
@@ -171,6 +175,7 @@ type clientSide struct {
 	mu           sync.Mutex
 	over         bool // the client's side ended
 	brokerParked bool // the broker's side runs in parked.bp
+	brokerStuck  bool // a write to the broker timed out (boundBrokerWrite): read once the client's side ended
 	answerDone   int  // the sides done with answer, which is dropped after both
 
 	parked parkedRelay // the pumps, when the relay is parked (park.go)
@@ -240,9 +245,19 @@ func (d *Dialer) copyFromClient(ctx context.Context, client net.Conn, b *pending
 	if d.parkClient(broker, tracker, up) {
 		return true
 	}
+	stop := context.AfterFunc(ctx, func() { boundBrokerWrite(broker) })
 	_, writeErr := d.copyStream(broker, client, buf, tracker)
+	stop()
 	d.clientEnded(broker, writeErr, up)
 	return false
+}
+
+// boundBrokerWrite gives a write to the broker brokerLinger from now, once
+// the client's stream ended: the client's last bytes still go to a broker
+// that reads, while one that stopped reading (a hung process, a host gone
+// silent) cannot hold the relay until the kernel gives up on it.
+func boundBrokerWrite(broker net.Conn) {
+	_ = broker.SetWriteDeadline(time.Now().Add(brokerLinger))
 }
 
 // clientEnded half-closes the broker's connection once the client's copy
@@ -250,8 +265,12 @@ func (d *Dialer) copyFromClient(ctx context.Context, client net.Conn, b *pending
 func (d *Dialer) clientEnded(broker net.Conn, writeErr error, up *clientSide) {
 	if writeErr == nil {
 		up.ended.Store(true) // the client ended, not the broker
+	} else if isTimeout(writeErr) {
+		up.brokerStuck = true
 	}
-	if !closeWrite(broker) {
+	// A broker that failed a write (reset, or timed out as it stopped
+	// reading) is not given brokerLinger to close in turn.
+	if writeErr != nil || !closeWrite(broker) {
 		_ = broker.Close()
 		return
 	}

@@ -69,7 +69,10 @@ const DefaultProbeInterval = 2 * time.Second
 // should reconnect: the Dialer sends it to a node that is up. When the
 // connection breaks while the node is still there, it closes with 1011;
 // when no node can be reached or none answers the CONNECT, with 1013 (Try
-// Again Later). A client's close half-closes the broker's connection. A
+// Again Later). A client's close half-closes the broker's connection. Once
+// the client's stream ended, a write to a broker that stopped reading (a
+// hung process) waits 5s at most, and the log line says the broker
+// "stopped reading". A
 // client whose first MQTT packet is not a CONNECT gets 1002, and one whose
 // CONNECT is not whole within ConnectTimeout gets 1008.
 //
