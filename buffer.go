@@ -125,8 +125,14 @@ func (b *readBuffer) fill(need int) error {
 		b.traffic.received()
 		return nil
 	}
-	if b.r == b.w {
+	switch {
+	case b.r == b.w:
 		b.release() // hold no pooled buffer while failing
+	case b.pooled != nil && b.w-b.r <= len(b.small):
+		// A frame header or control frame cut short by a stall waits in
+		// the inline array, so that a client that stops there (past a read
+		// that filled the array) does not hold a pooled buffer.
+		b.shrink()
 	}
 	if err == nil {
 		return io.ErrNoProgress
@@ -144,6 +150,16 @@ func (b *readBuffer) grow() {
 		return
 	}
 	n := copy(b.buf, b.buf[b.r:b.w])
+	b.r, b.w = 0, n
+}
+
+// shrink moves the unread bytes, no more than the inline array holds, to
+// its start, and returns the pooled buffer.
+func (b *readBuffer) shrink() {
+	n := copy(b.small[:], b.buf[b.r:b.w])
+	b.pool.put(b.pooled)
+	b.pooled = nil
+	b.buf = b.small[:]
 	b.r, b.w = 0, n
 }
 
