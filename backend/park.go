@@ -336,11 +336,7 @@ func (d *Dialer) parkClient(broker net.Conn, tracker *packetTracker, up *clientS
 	// The stream's context ends when it closes (keepalive, Shutdown, a
 	// close by the broker's side): the pump must then meet the end, even
 	// from within a write to a broker that stopped reading.
-	if af, ok := ctx.(afterFuncer); ok {
-		r.stop = af.AfterFunc(r.streamEnded) // the handler's: no child context, no goroutine waiting
-	} else {
-		r.stop = context.AfterFunc(ctx, r.streamEnded)
-	}
+	r.stop = afterStreamEnds(ctx, r.streamEnded)
 	r.cp.run()
 	return true
 }

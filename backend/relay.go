@@ -245,7 +245,7 @@ func (d *Dialer) copyFromClient(ctx context.Context, client net.Conn, b *pending
 	if d.parkClient(broker, tracker, up) {
 		return true
 	}
-	stop := context.AfterFunc(ctx, func() { boundBrokerWrite(broker) })
+	stop := afterStreamEnds(ctx, func() { boundBrokerWrite(broker) })
 	_, writeErr := d.copyStream(broker, client, buf, tracker)
 	stop()
 	d.clientEnded(broker, writeErr, up)

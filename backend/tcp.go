@@ -187,6 +187,16 @@ type afterFuncer interface {
 	AfterFunc(f func()) (stop func() bool)
 }
 
+// afterStreamEnds arranges for f to run once ctx ends, as
+// context.AfterFunc does, through the Handler's stream context's own
+// AfterFunc when it has one: no child context, no goroutine waiting.
+func afterStreamEnds(ctx context.Context, f func()) (stop func() bool) {
+	if af, ok := ctx.(afterFuncer); ok {
+		return af.AfterFunc(f)
+	}
+	return context.AfterFunc(ctx, f)
+}
+
 // cancelable returns a context with ctx's values, canceled when ctx is or
 // when the function returned is called. The Handler's stream context is not
 // asked for a Done channel, which context.WithCancel would make and the
