@@ -13,14 +13,16 @@ import (
 	"github.com/mqttws/mqttws/internal/testbroker"
 )
 
-// bufferedEchoListener is a broker stand-in that echoes with one fixed
-// buffer per connection, so that it allocates nothing per read.
-func bufferedEchoListener(tb testing.TB) string {
+// serveOneConn listens on a loopback port, serves the first connection
+// there with serve, then closes it, and returns the address. done is
+// closed when the test ends, before it waits for serve to return.
+func serveOneConn(tb testing.TB, serve func(c net.Conn, done <-chan struct{})) string {
 	tb.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
+	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -30,6 +32,21 @@ func bufferedEchoListener(tb testing.TB) string {
 			return
 		}
 		defer c.Close()
+		serve(c, done)
+	}()
+	tb.Cleanup(func() {
+		close(done)
+		_ = ln.Close()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// bufferedEchoListener is a broker stand-in that echoes with one fixed
+// buffer per connection, so that it allocates nothing per read.
+func bufferedEchoListener(tb testing.TB) string {
+	tb.Helper()
+	return serveOneConn(tb, func(c net.Conn, _ <-chan struct{}) {
 		buf := make([]byte, 64<<10)
 		for {
 			n, err := c.Read(buf)
@@ -42,12 +59,7 @@ func bufferedEchoListener(tb testing.TB) string {
 				return
 			}
 		}
-	}()
-	tb.Cleanup(func() {
-		_ = ln.Close()
-		wg.Wait()
 	})
-	return ln.Addr().String()
 }
 
 // relayed starts d relaying the server end of a TCP pair, connects it with

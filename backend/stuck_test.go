@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,20 +19,7 @@ import (
 // while its sockets stay open. It returns its address.
 func stuckBroker(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	release := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	return serveOneConn(t, func(c net.Conn, done <-chan struct{}) {
 		connect := testbroker.ConnectPacket(testbroker.ClientID("stuck"), 60)
 		if _, err := io.ReadFull(c, make([]byte, len(connect))); err != nil {
 			return
@@ -41,14 +27,8 @@ func stuckBroker(t *testing.T) string {
 		if _, err := c.Write(testbroker.ConnackAccepted); err != nil {
 			return
 		}
-		<-release
-	}()
-	t.Cleanup(func() {
-		close(release)
-		_ = ln.Close()
-		wg.Wait()
+		<-done
 	})
-	return ln.Addr().String()
 }
 
 // A client that goes away while the relay is blocked writing to a broker
