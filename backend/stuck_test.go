@@ -1,9 +1,13 @@
 package backend_test
 
 import (
+	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,10 +52,12 @@ func TestRelayEndsWhenTheClientLeavesAStuckBroker(t *testing.T) {
 			if tc.wrap {
 				b = mqttws.BackendFunc(func(ctx context.Context, c net.Conn) error { return d.ServeStream(ctx, c) })
 			}
+			var log syncBuffer
 			srv := testbroker.Serve(t, &mqttws.Handler{
 				Backend:      b,
 				PingInterval: 200 * time.Millisecond,
 				PongTimeout:  200 * time.Millisecond,
+				Logger:       slog.New(slog.NewTextHandler(&log, nil)),
 			})
 			c := testbroker.DialWS(t, srv.URL)
 			if err := c.WriteFrame(ws.NewBinaryFrame(testbroker.ConnectPacket(testbroker.ClientID("stuck"), 60))); err != nil {
@@ -65,7 +71,7 @@ func TestRelayEndsWhenTheClientLeavesAStuckBroker(t *testing.T) {
 			publish := ws.NewBinaryFrame(testbroker.PublishPacket("t", make([]byte, 60<<10)))
 			sent := 0
 			for sent < 64<<20 {
-				_ = c.Conn.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+				_ = c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 				if err := c.WriteFrame(publish); err != nil {
 					break
 				}
@@ -80,6 +86,27 @@ func TestRelayEndsWhenTheClientLeavesAStuckBroker(t *testing.T) {
 			// 0.2 s for its pong; then brokerLinger.
 			srv.WaitActiveStreams(0, 10*time.Second)
 			expectRelayGoroutines(t, 0)
+			if !strings.Contains(log.String(), "stopped reading") {
+				t.Fatalf("the connection's log line does not say the broker stopped reading:\n%s", log.String())
+			}
 		})
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes, for a log.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
