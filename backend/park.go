@@ -250,6 +250,9 @@ func (c *clientPump) step(linger bool) (idle, ok bool) {
 		if c.tracker != nil {
 			c.tracker.feed((*buf)[:n])
 		}
+		if c.up.bounded.Load() {
+			boundBrokerWrite(c.toBroker)
+		}
 		if _, werr := c.toBroker.Write((*buf)[:n]); werr != nil {
 			c.writeErr = werr
 			return false, false
@@ -299,9 +302,9 @@ func (c *clientPump) lingered() (idle bool) {
 func (c *clientPump) mayPark() bool { return c.ctx.Err() == nil }
 
 // streamEnded wakes the client's pump once the stream ended, and bounds
-// its write to the broker (see boundBrokerWrite).
+// its writes to the broker (see clientSide.bound).
 func (r *parkedRelay) streamEnded() {
-	boundBrokerWrite(r.toBroker)
+	r.up.bound(r.toBroker)
 	r.cp.Ready()
 }
 
@@ -418,7 +421,7 @@ func (d *Dialer) parkBroker(broker net.Conn, node *node, up *clientSide) bool {
 		// Detached already: serve on in a goroutine of our own.
 		go func() {
 			buf := make([]byte, smallCopySize)
-			readErr, werr := d.copyStream(r.client, broker, buf, nil)
+			readErr, werr := d.copyStream(r.client, broker, buf, nil, nil)
 			finish(d.endRelay(ctx, r.client, broker, node, up, readErr, werr != nil, time.Now()))
 		}()
 		return true

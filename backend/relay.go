@@ -93,7 +93,7 @@ func (d *Dialer) relay(ctx context.Context, client net.Conn, b *pendingBroker, w
 			return park.ErrDetached
 		}
 		var werr error
-		brokerErr, werr = d.copyStream(client, broker, buf, nil)
+		brokerErr, werr = d.copyStream(client, broker, buf, nil, nil)
 		clientGone = werr != nil
 	case !errors.Is(firstErr, io.EOF):
 		brokerErr = firstErr
@@ -114,6 +114,11 @@ func (d *Dialer) endRelay(ctx context.Context, client, broker net.Conn, node *no
 		waited = true
 	}
 	_ = broker.Close()
+	if waited && up.brokerFailed {
+		// The client's side closed the broker connection because a write
+		// to it failed: the broker's failure, as a failed read would be.
+		brokerErr, waited = errBrokerWriteFailed, false
+	}
 	var result error
 	code, reason := mqttws.CloseNormal, ""
 	switch {
@@ -150,6 +155,10 @@ func (d *Dialer) endRelay(ctx context.Context, client, broker net.Conn, node *no
 // ended with no error.
 var errClosedUnasked = errors.New("it closed the connection unasked")
 
+// errBrokerWriteFailed is the broker's error when a write to it failed
+// (reset, broken pipe) and the client's side closed it.
+var errBrokerWriteFailed = errors.New("a write to it failed")
+
 // closeClient closes the client's stream with code and reason.
 func closeClient(client net.Conn, code mqttws.CloseCode, reason string) {
 	if s, ok := client.(interface {
@@ -171,12 +180,14 @@ type clientSide struct {
 	err     error              // why the client's side ended before the copy began
 	wg      sync.WaitGroup     // done once the client's side ended
 	ended   atomic.Bool        // the client's stream ended: the broker's close was asked for
+	bounded atomic.Bool        // the stream's context ended: each write to the broker gets brokerLinger
 
 	mu           sync.Mutex
-	over         bool // the client's side ended
-	brokerParked bool // the broker's side runs in parked.bp
-	brokerStuck  bool // a write to the broker timed out (boundBrokerWrite): read once the client's side ended
-	answerDone   int  // the sides done with answer, which is dropped after both
+	over         bool  // the client's side ended
+	brokerParked bool  // the broker's side runs in parked.bp
+	brokerStuck  bool  // a write to the broker timed out (see bound): read once the client's side ended
+	brokerFailed bool  // a write to the broker failed otherwise: read once the client's side ended
+	answerDone   uint8 // the sides done with answer, which is dropped after both
 
 	parked parkedRelay // the pumps, when the relay is parked (park.go)
 }
@@ -245,17 +256,24 @@ func (d *Dialer) copyFromClient(ctx context.Context, client net.Conn, b *pending
 	if d.parkClient(broker, tracker, up) {
 		return true
 	}
-	stop := afterStreamEnds(ctx, func() { boundBrokerWrite(broker) })
-	_, writeErr := d.copyStream(broker, client, buf, tracker)
+	stop := afterStreamEnds(ctx, func() { up.bound(broker) })
+	_, writeErr := d.copyStream(broker, client, buf, tracker, &up.bounded)
 	stop()
 	d.clientEnded(broker, writeErr, up)
 	return false
 }
 
-// boundBrokerWrite gives a write to the broker brokerLinger from now, once
-// the client's stream ended: the client's last bytes still go to a broker
-// that reads, while one that stopped reading (a hung process, a host gone
-// silent) cannot hold the relay until the kernel gives up on it.
+// bound is called once the client's stream ended: from then on each write
+// to the broker gets brokerLinger, the one under way included, so that the
+// client's last bytes still go to a broker that reads while one that
+// stopped reading (a hung process, a host gone silent) cannot hold the
+// relay until the kernel gives up on it.
+func (up *clientSide) bound(broker net.Conn) {
+	up.bounded.Store(true)
+	boundBrokerWrite(broker)
+}
+
+// boundBrokerWrite gives a write to the broker brokerLinger from now.
 func boundBrokerWrite(broker net.Conn) {
 	_ = broker.SetWriteDeadline(time.Now().Add(brokerLinger))
 }
@@ -263,10 +281,13 @@ func boundBrokerWrite(broker net.Conn) {
 // clientEnded half-closes the broker's connection once the client's copy
 // to it ended with writeErr, or closes it when it cannot half-close.
 func (d *Dialer) clientEnded(broker net.Conn, writeErr error, up *clientSide) {
-	if writeErr == nil {
+	switch {
+	case writeErr == nil:
 		up.ended.Store(true) // the client ended, not the broker
-	} else if isTimeout(writeErr) {
+	case isTimeout(writeErr):
 		up.brokerStuck = true
+	default:
+		up.brokerFailed = true
 	}
 	// A broker that failed a write (reset, or timed out as it stopped
 	// reading) is not given brokerLinger to close in turn.
@@ -285,9 +306,10 @@ func (d *Dialer) clientEnded(broker net.Conn, writeErr error, up *clientSide) {
 // copyStream copies src to dst until src ends, each read going out as one
 // write (so one WebSocket frame per broker read, never delayed). It reads
 // into small while traffic is light. tracker, when not nil, follows the
-// client's packets. It returns the error that ended the
+// client's packets; bounded, when not nil and set, gives each write to dst
+// brokerLinger (see clientSide.bound). It returns the error that ended the
 // copy: reading src (nil at its end) or writing dst.
-func (d *Dialer) copyStream(dst io.Writer, src io.Reader, small []byte, tracker *packetTracker) (readErr, writeErr error) {
+func (d *Dialer) copyStream(dst net.Conn, src io.Reader, small []byte, tracker *packetTracker, bounded *atomic.Bool) (readErr, writeErr error) {
 	var large *[]byte
 	defer func() {
 		if large != nil {
@@ -303,6 +325,9 @@ func (d *Dialer) copyStream(dst io.Writer, src io.Reader, small []byte, tracker 
 		if n > 0 {
 			if tracker != nil {
 				tracker.feed(buf[:n])
+			}
+			if bounded != nil && bounded.Load() {
+				boundBrokerWrite(dst)
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return nil, werr

@@ -22,6 +22,12 @@ func serveOneConn(tb testing.TB, serve func(c net.Conn, done <-chan struct{})) s
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return serveOneConnOn(tb, ln, serve)
+}
+
+// serveOneConnOn is serveOneConn on a listener of the caller's, which it
+// closes when the test ends.
+func serveOneConnOn(tb testing.TB, ln net.Listener, serve func(c net.Conn, done <-chan struct{})) string {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
