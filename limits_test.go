@@ -11,13 +11,13 @@ import (
 	"net/netip"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
 
 	"github.com/mqttws/mqttws"
+	"github.com/mqttws/mqttws/internal/testbroker"
 )
 
 // dialFrom dials url from the loopback address local (all of 127.0.0.0/8
@@ -153,7 +153,7 @@ func TestServerTimeoutsDoNotReachWebSockets(t *testing.T) {
 // of lines and then says how many it left out.
 func TestRefusalsAreLoggedWithReasonAndRateLimited(t *testing.T) {
 	t.Parallel()
-	var log lockedBuffer
+	var log testbroker.LockedBuffer
 	h := &mqttws.Handler{
 		Backend: mqttws.BackendFunc(echo),
 		Logger:  slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelInfo})),
@@ -176,24 +176,6 @@ func TestRefusalsAreLoggedWithReasonAndRateLimited(t *testing.T) {
 	if got := h.Stats().Refused["origin"]; got != requests {
 		t.Fatalf("Stats counts %d origin refusals, want %d: the log's limit must not touch the counts", got, requests)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for a logger and a test at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // addrOfItsOwn is a peer address of a listener's own type, in ip:port form.

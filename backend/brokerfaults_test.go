@@ -3,14 +3,12 @@
 package backend_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -210,7 +208,7 @@ func TestRelayEndsWhenTheClientLeavesAStuckBroker(t *testing.T) {
 	for _, mode := range relayModes {
 		t.Run(mode.name, func(t *testing.T) {
 			d := logged(t, &backend.Dialer{Addresses: []string{stuckBroker(t)}})
-			var log syncBuffer
+			var log testbroker.LockedBuffer
 			srv := testbroker.Serve(t, &mqttws.Handler{
 				Backend:      backendOf(d, mode.wrap),
 				PingInterval: 200 * time.Millisecond,
@@ -245,22 +243,4 @@ func TestRelayEndsWhenTheClientLeavesAStuckBroker(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes, for a log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }

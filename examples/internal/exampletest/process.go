@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mqttws/mqttws/internal/testbroker"
 )
 
 // Bounds on a child process's start and stop.
@@ -30,7 +32,7 @@ type Process struct {
 
 	cmd    *exec.Cmd
 	stdout lineWriter
-	stderr lockedBuffer
+	stderr testbroker.LockedBuffer
 	exited chan struct{}
 	err    error // cmd.Wait's, once exited is closed
 }
@@ -256,25 +258,6 @@ func (w *lineWriter) Write(b []byte) (int, error) {
 		w.first <- line
 	}
 	return len(b), nil
-}
-
-// lockedBuffer collects a child process's output; exec copies into it from
-// its own goroutine.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // tail returns the last lines of a log.

@@ -2,7 +2,6 @@ package options_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -27,7 +26,7 @@ import (
 // whose backend echoes what it reads.
 type served struct {
 	addr string // host:port of the public listener
-	log  *syncBuffer
+	log  *testbroker.LockedBuffer
 	stop func() (time.Duration, error)
 }
 
@@ -44,7 +43,7 @@ func serveWith(t *testing.T, s options.Server, readiness func(context.Context) e
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := &syncBuffer{}
+	log := &testbroker.LockedBuffer{}
 	h := &mqttws.Handler{
 		Backend: mqttws.BackendFunc(func(_ context.Context, c net.Conn) error {
 			_, err := io.Copy(c, c)
@@ -90,24 +89,6 @@ func serveWith(t *testing.T, s options.Server, readiness func(context.Context) e
 		}
 	})
 	return sv
-}
-
-// syncBuffer is a log that Serve's goroutines write while tests read it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestSlowPostIsAnsweredAndClosedAtOnce(t *testing.T) {
