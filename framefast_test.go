@@ -388,19 +388,21 @@ func BenchmarkCopyUnmask(b *testing.B) {
 	mask := [4]byte{0x12, 0x34, 0x56, 0x78}
 	for _, size := range []int{16, 64, 128, 256, 512, 1024} {
 		src, dst := make([]byte, size), make([]byte, size)
-		b.Run(fmt.Sprintf("size=%d/impl=fused", size), func(b *testing.B) {
-			b.SetBytes(int64(size))
-			for b.Loop() {
-				wordsCopyUnmask(dst, src, mask, 1)
-			}
-		})
-		b.Run(fmt.Sprintf("size=%d/impl=copy+unmask", size), func(b *testing.B) {
-			b.SetBytes(int64(size))
-			for b.Loop() {
-				n := copy(dst, src)
-				unmask(dst[:n], mask, 1)
-			}
-		})
+		for _, offset := range []int{0, 1} {
+			b.Run(fmt.Sprintf("size=%d/offset=%d/impl=fused", size, offset), func(b *testing.B) {
+				b.SetBytes(int64(size))
+				for b.Loop() {
+					wordsCopyUnmask(dst, src, mask, offset)
+				}
+			})
+			b.Run(fmt.Sprintf("size=%d/offset=%d/impl=copy+unmask", size, offset), func(b *testing.B) {
+				b.SetBytes(int64(size))
+				for b.Loop() {
+					n := copy(dst, src)
+					unmask(dst[:n], mask, offset)
+				}
+			})
+		}
 	}
 }
 

@@ -114,10 +114,15 @@ func (d *Dialer) endRelay(ctx context.Context, client, broker net.Conn, node *no
 		waited = true
 	}
 	_ = broker.Close()
-	if waited && up.brokerFailed {
+	if waited && (up.brokerFailed || up.brokerStuck) {
 		// The client's side closed the broker connection because a write
-		// to it failed: the broker's failure, as a failed read would be.
-		brokerErr, waited = errBrokerWriteFailed, false
+		// to it failed or stalled: the broker's failure, as a failed read
+		// would be.
+		cause := errBrokerWriteFailed
+		if up.brokerStuck {
+			cause = errBrokerStoppedReading
+		}
+		brokerErr, waited = cause, false
 	}
 	var result error
 	code, reason := mqttws.CloseNormal, ""
@@ -125,10 +130,6 @@ func (d *Dialer) endRelay(ctx context.Context, client, broker net.Conn, node *no
 	case waited && up.broken != nil:
 		code, reason = up.broken.Code, up.broken.Reason
 		result = up.broken
-	case waited && up.brokerStuck:
-		code, reason = mqttws.CloseInternalError, "broker stopped reading"
-		result = &mqttws.CloseError{Code: code, Reason: reason,
-			Err: fmt.Errorf("backend: broker %s %s stopped reading: a write to it still waited %v after the client's stream ended", d.network(), node.address, brokerLinger)}
 	case clientGone || waited || isTimeout(brokerErr) || up.ended.Load() || up.tracker.asked.Load():
 		// The client ended, or asked the broker to close.
 	case d.wentAway(ctx, node, endedAt):
@@ -141,7 +142,8 @@ func (d *Dialer) endRelay(ctx context.Context, client, broker net.Conn, node *no
 			Err: fmt.Errorf("backend: broker %s %s went away: %w, and a new connection to it fails", d.network(), node.address, err)}
 	case brokerErr != nil:
 		code, reason = mqttws.CloseInternalError, "broker connection failed"
-		result = &mqttws.CloseError{Code: code, Reason: reason, Err: brokerErr}
+		result = &mqttws.CloseError{Code: code, Reason: reason,
+			Err: fmt.Errorf("backend: broker %s %s: %w", d.network(), node.address, brokerErr)}
 	}
 	// Closing the client ends the other copy, which is reading from it.
 	closeClient(client, code, reason)
@@ -155,9 +157,13 @@ func (d *Dialer) endRelay(ctx context.Context, client, broker net.Conn, node *no
 // ended with no error.
 var errClosedUnasked = errors.New("it closed the connection unasked")
 
-// errBrokerWriteFailed is the broker's error when a write to it failed
-// (reset, broken pipe) and the client's side closed it.
-var errBrokerWriteFailed = errors.New("a write to it failed")
+// The broker's error when the client's side closed its connection because a
+// write to it failed (reset, broken pipe), or waited brokerLinger once the
+// client's stream had ended (see clientSide.bound).
+var (
+	errBrokerWriteFailed    = errors.New("a write to it failed")
+	errBrokerStoppedReading = fmt.Errorf("it stopped reading: a write to it waited %v after the client's stream ended", brokerLinger)
+)
 
 // closeClient closes the client's stream with code and reason.
 func closeClient(client net.Conn, code mqttws.CloseCode, reason string) {
