@@ -193,15 +193,8 @@ func (fr *frameReader) readPayload(p []byte) (int, error) {
 	if int64(len(p)) > fr.remaining {
 		p = p[:fr.remaining]
 	}
-	var n int
-	var err error
-	if b := &fr.buf; b.r < b.w {
-		n = copyUnmask(p, b.buf[b.r:b.w], fr.mask, fr.offset)
-		b.discard(n)
-	} else {
-		n, err = b.read(p)
-		unmask(p[:n], fr.mask, fr.offset)
-	}
+	n, err := fr.buf.read(p)
+	unmask(p[:n], fr.mask, fr.offset)
 	fr.offset += n
 	fr.remaining -= int64(n)
 	if err == io.EOF && fr.remaining > 0 {
